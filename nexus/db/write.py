@@ -1,0 +1,176 @@
+"""The write path: a batch of Records into ``api_requests`` (+ bodies, + per-minute rollups).
+
+One transaction per batch: COPY into a temporary table, ``INSERT … ON CONFLICT DO NOTHING
+RETURNING id`` into the partitioned table, then roll up only the rows that were really inserted.
+So a batch replayed from the journal after a crash is written once and counted once.
+"""
+
+from __future__ import annotations
+
+import json
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import asyncpg
+
+from nexus.db.partitions import ensure_partitions
+from nexus.latency import bucket_index, empty_hist
+from nexus.records import REQUEST_TYPE_MESSAGES, Record
+
+RECORD_COLUMNS: tuple[str, ...] = (
+    "id", "created_at", "request_id", "domain", "account_id", "method", "path", "model", "stream",
+    "status_code", "error_type", "error_message", "input_tokens", "output_tokens",
+    "cache_creation_input_tokens", "cache_creation_5m_tokens", "cache_creation_1h_tokens",
+    "cache_read_input_tokens", "counted_tokens", "response_time_ms", "ttft_ms", "cost_usd",
+    "request_type", "instance_id",
+)
+_COLS = ", ".join(RECORD_COLUMNS)
+_TMP = "_nexus_incoming"
+
+
+def _row(r: Record) -> tuple:
+    return tuple(getattr(r, c) for c in RECORD_COLUMNS)
+
+
+@dataclass
+class PartitionCache:
+    """Days known to have partitions, so the hot path asks the catalogue only for new days."""
+
+    known: set[date] = field(default_factory=set)
+
+    async def ensure(self, conn: asyncpg.Connection, records: Sequence[Record]) -> None:
+        days = {r.created_at.astimezone(UTC).date() for r in records} - self.known
+        if days:
+            await ensure_partitions(conn, days)
+            self.known |= days
+
+    def forget(self) -> None:
+        self.known.clear()
+
+
+@dataclass
+class _Rollup:
+    requests: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation: int = 0
+    cache_read: int = 0
+    cost: Decimal = Decimal(0)
+    unpriced: int = 0
+    latency_sum: float = 0.0
+    hist: list[int] = field(default_factory=empty_hist)
+
+
+def rollup(records: Sequence[Record]) -> dict[tuple[datetime, str, str, str], _Rollup]:
+    """Aggregate records per (minute, domain, account, model)."""
+    out: dict[tuple[datetime, str, str, str], _Rollup] = {}
+    for r in records:
+        minute = r.created_at.astimezone(UTC).replace(second=0, microsecond=0)
+        key = (minute, r.domain or "", r.account_id or "", r.model or "")
+        agg = out.get(key)
+        if agg is None:
+            agg = out[key] = _Rollup()
+        agg.requests += 1
+        agg.errors += 1 if r.is_error else 0
+        agg.input_tokens += r.input_tokens
+        agg.output_tokens += r.output_tokens
+        agg.cache_creation += r.cache_creation_input_tokens
+        agg.cache_read += r.cache_read_input_tokens
+        if r.cost_usd is None:
+            if r.request_type == REQUEST_TYPE_MESSAGES and r.model:
+                agg.unpriced += 1
+        else:
+            agg.cost += r.cost_usd
+        agg.latency_sum += r.response_time_ms
+        agg.hist[bucket_index(r.response_time_ms)] += 1
+    return out
+
+
+_ROLLUP_UPSERT = """
+INSERT INTO api_requests_minute AS m (bucket, domain, account_id, model, requests, errors, input_tokens,
+    output_tokens, cache_creation_input_tokens, cache_read_input_tokens, cost_usd, unpriced_requests,
+    latency_sum_ms, latency_hist)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (bucket, domain, account_id, model) DO UPDATE SET
+    requests = m.requests + EXCLUDED.requests,
+    errors = m.errors + EXCLUDED.errors,
+    input_tokens = m.input_tokens + EXCLUDED.input_tokens,
+    output_tokens = m.output_tokens + EXCLUDED.output_tokens,
+    cache_creation_input_tokens = m.cache_creation_input_tokens + EXCLUDED.cache_creation_input_tokens,
+    cache_read_input_tokens = m.cache_read_input_tokens + EXCLUDED.cache_read_input_tokens,
+    cost_usd = m.cost_usd + EXCLUDED.cost_usd,
+    unpriced_requests = m.unpriced_requests + EXCLUDED.unpriced_requests,
+    latency_sum_ms = m.latency_sum_ms + EXCLUDED.latency_sum_ms,
+    latency_hist = nexus_array_add(m.latency_hist, EXCLUDED.latency_hist)
+"""
+
+_BODY_INSERT = """
+INSERT INTO api_request_bodies (request_uuid, created_at, request_headers, response_headers,
+    request_body, response_body)
+VALUES ($1, $2, $3::text::jsonb, $4::text::jsonb, $5, $6)
+ON CONFLICT DO NOTHING
+"""
+
+
+def _json_or_none(value: dict | None) -> str | None:
+    # Sent as text and cast in SQL, so it works whether or not the connection has a jsonb codec.
+    return None if value is None else json.dumps(value).replace("\\u0000", "\\ufffd")
+
+
+def _clean_text(value: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL; a hostile body must not make the whole batch fail.
+    return None if value is None else value.replace("\x00", "\ufffd")
+
+
+def _sanitize(r: Record) -> Record:
+    for name in ("domain", "account_id", "model", "path", "error_type", "error_message", "request_id",
+                 "method", "request_body", "response_body"):
+        v = getattr(r, name)
+        if isinstance(v, str) and "\x00" in v:
+            setattr(r, name, _clean_text(v))
+    return r
+
+
+async def insert_records(conn: asyncpg.Connection, records: Sequence[Record],
+                         partitions: PartitionCache | None = None) -> int:
+    """Write a batch; return how many rows were new. Safe to call again with the same records."""
+    if not records:
+        return 0
+    records = [_sanitize(r) for r in records]
+    if partitions is not None:
+        await partitions.ensure(conn, records)
+    async with conn.transaction():
+        await conn.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_TMP} (LIKE api_requests INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        await conn.copy_records_to_table(_TMP, records=[_row(r) for r in records], columns=RECORD_COLUMNS)
+        rows = await conn.fetch(
+            f"INSERT INTO api_requests ({_COLS}) SELECT {_COLS} FROM {_TMP} ON CONFLICT DO NOTHING RETURNING id"
+        )
+        inserted_ids = {r["id"] for r in rows}
+        fresh = [r for r in records if r.id in inserted_ids]
+        if fresh:
+            agg = rollup(fresh)
+            await conn.executemany(
+                _ROLLUP_UPSERT,
+                [
+                    (k[0], k[1], k[2], k[3], a.requests, a.errors, a.input_tokens, a.output_tokens,
+                     a.cache_creation, a.cache_read, a.cost, a.unpriced, a.latency_sum, a.hist)
+                    for k, a in agg.items()
+                ],
+            )
+            bodies = [r for r in fresh if r.has_bodies]
+            if bodies:
+                await conn.executemany(
+                    _BODY_INSERT,
+                    [
+                        (r.id, r.created_at, _json_or_none(r.request_headers),
+                         _json_or_none(r.response_headers), r.request_body, r.response_body)
+                        for r in bodies
+                    ],
+                )
+    return len(inserted_ids)

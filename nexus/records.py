@@ -1,0 +1,134 @@
+"""The types at the seams: what the proxy records, and what the API and the stream send.
+
+A ``Record`` is one finished exchange. The recorder writes it to ``api_requests``; the broker
+publishes its ``to_event()`` form on ``/api/sse``; the TUI parses that same JSON.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+# Status used when the client went away before the exchange finished (nginx's convention).
+CLIENT_ABORTED_STATUS = 499
+
+REQUEST_TYPE_MESSAGES = "messages"
+REQUEST_TYPE_COUNT_TOKENS = "count_tokens"
+REQUEST_TYPE_OTHER = "other"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Record:
+    """One proxied exchange, as stored in ``api_requests``."""
+
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    created_at: datetime = field(default_factory=utcnow)
+    request_id: str | None = None  # upstream ``request-id`` header
+    domain: str = ""
+    account_id: str | None = None
+    method: str = "POST"
+    path: str = "/v1/messages"
+    model: str | None = None
+    stream: bool = False
+    status_code: int = 0
+    error_type: str | None = None
+    error_message: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_creation_5m_tokens: int = 0
+    cache_creation_1h_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    counted_tokens: int | None = None  # result of a count_tokens call; never billed
+    response_time_ms: float = 0.0
+    ttft_ms: float | None = None
+    cost_usd: Decimal | None = None  # None = unpriced (unknown model), never a fake $0
+    request_type: str = REQUEST_TYPE_MESSAGES
+    instance_id: str | None = None
+    # Stored only per STORE_BODIES; secrets already redacted.
+    request_headers: dict[str, str] | None = None
+    response_headers: dict[str, str] | None = None
+    request_body: str | None = None
+    response_body: str | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_creation_input_tokens
+            + self.cache_read_input_tokens
+        )
+
+    @property
+    def is_error(self) -> bool:
+        return self.status_code >= 400 or self.error_type is not None
+
+    @property
+    def has_bodies(self) -> bool:
+        return any(
+            v is not None
+            for v in (self.request_headers, self.response_headers, self.request_body, self.response_body)
+        )
+
+    def to_event(self) -> dict[str, Any]:
+        """The JSON sent on ``/api/sse`` as a ``request`` event (no bodies, no headers)."""
+        return {
+            "id": str(self.id),
+            "time": self.created_at.isoformat(),
+            "requestId": self.request_id,
+            "domain": self.domain,
+            "accountId": self.account_id,
+            "method": self.method,
+            "path": self.path,
+            "model": self.model,
+            "stream": self.stream,
+            "status": self.status_code,
+            "errorType": self.error_type,
+            "latencyMs": round(self.response_time_ms, 3),
+            "ttftMs": None if self.ttft_ms is None else round(self.ttft_ms, 3),
+            "tokens": {
+                "input": self.input_tokens,
+                "output": self.output_tokens,
+                "cacheCreation": self.cache_creation_input_tokens,
+                "cacheRead": self.cache_read_input_tokens,
+                "total": self.total_tokens,
+            },
+            "costUsd": None if self.cost_usd is None else float(self.cost_usd),
+            "requestType": self.request_type,
+            "instanceId": self.instance_id,
+        }
+
+    def to_journal(self) -> dict[str, Any]:
+        """A lossless JSON-able form for the on-disk journal."""
+        d = asdict(self)
+        d["id"] = str(self.id)
+        d["created_at"] = self.created_at.isoformat()
+        d["cost_usd"] = None if self.cost_usd is None else str(self.cost_usd)
+        return d
+
+    @classmethod
+    def from_journal(cls, d: dict[str, Any]) -> Record:
+        d = dict(d)
+        d["id"] = uuid.UUID(d["id"])
+        d["created_at"] = datetime.fromisoformat(d["created_at"])
+        if d.get("cost_usd") is not None:
+            d["cost_usd"] = Decimal(d["cost_usd"])
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass(slots=True, frozen=True)
+class Event:
+    """One message on the live stream: ``type`` is ``request`` or ``alert``; ``id`` orders them."""
+
+    id: int
+    type: str
+    data: dict[str, Any]

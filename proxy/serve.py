@@ -1,0 +1,99 @@
+"""Run ASGI apps (Quart) under Hypercorn inside the current event loop.
+
+Sockets are bound by us first (``fd://``), so port 0 gives a free port with no race and the
+caller learns the real port at once — tests, ``nexus demo`` and the daemon all use this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+log = logging.getLogger("nexus.serve")
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot bind {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+@dataclass
+class RunningServer:
+    """A Hypercorn server task; ``stop()`` shuts it down gracefully."""
+
+    host: str
+    port: int
+    task: asyncio.Task
+    shutdown: asyncio.Event
+    sock: socket.socket
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        self.shutdown.set()
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+            await asyncio.wait_for(asyncio.shield(self.task), timeout)
+        if not self.task.done():
+            self.task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.task
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def hypercorn_config(sock: socket.socket, graceful_timeout: float = 30.0) -> Config:
+    config = Config()
+    config.bind = [f"fd://{sock.fileno()}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = graceful_timeout
+    config.keep_alive_timeout = 75
+    # Quart buffers nothing we stream; these are Hypercorn's own caps and must not cut
+    # Anthropic-sized requests or long streams.
+    config.h11_max_incomplete_size = 64 * 1024
+    config.read_timeout = None
+    config.websocket_max_message_size = 1
+    return config
+
+
+async def start_server(app: Any, host: str = "127.0.0.1", port: int = 0,
+                       graceful_timeout: float = 30.0) -> RunningServer:
+    """Bind ``host:port`` and serve ``app`` in a background task; return once listening."""
+    sock = bind_socket(host, port)
+    real_port = sock.getsockname()[1]
+    shutdown = asyncio.Event()
+    config = hypercorn_config(sock, graceful_timeout)
+    task = asyncio.create_task(serve(app, config, shutdown_trigger=shutdown.wait), name=f"hypercorn:{real_port}")
+    # Wait until the app's startup (lifespan) has run and the socket accepts.
+    for _ in range(500):
+        if task.done():
+            task.result()  # raise the startup error
+        try:
+            _, writer = await asyncio.open_connection(host, real_port)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            break
+        except OSError:
+            await asyncio.sleep(0.01)
+    return RunningServer(host=host, port=real_port, task=task, shutdown=shutdown, sock=sock)
