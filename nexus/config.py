@@ -68,6 +68,41 @@ class Settings:
     def with_overrides(self, **kwargs: Any) -> Settings:
         return replace(self, **kwargs)
 
+    # --- Alerts (issue 4) ---
+    # Rules are evaluated in the proxy every ALERT_EVAL_INTERVAL_S from the per-minute rollups.
+    # A condition must hold for its *_WINDOW_S before the alert fires; it resolves when it clears.
+    alerts_enabled: bool = True
+    alert_eval_interval_s: float = 15.0
+    alert_repeat_interval_s: float = 14400.0  # re-notify a still-firing alert this often; 0 = never
+    alert_lookback_s: float = 60.0  # error rate and p95 are measured over this trailing window
+    alert_min_requests: int = 10  # fewer requests in the lookback = no opinion (avoids 1/1 = 100 %)
+    alert_error_rate_threshold: float = 0.05
+    alert_error_rate_window_s: float = 300.0
+    alert_token_window_percent: float = 80.0
+    alert_token_window_s: float = 18000.0  # Claude's 5-hour usage window
+    alert_token_limits: str | None = None  # per account: "acct_x=5000000,acct_y=2000000"
+    alert_token_limit_mode: str = "fixed"  # fixed | learned (p90 of past windows)
+    alert_token_learn_days: int = 7
+    alert_db_pool_percent: float = 90.0
+    alert_db_pool_window_s: float = 60.0
+    alert_p95_latency_ms: float = 10000.0
+    alert_p95_window_s: float = 600.0
+    alert_daily_budget_usd: float = 0.0  # 0 = no global budget
+    alert_account_budgets_usd: str | None = None  # "acct_x=50,acct_y=10"
+    alert_channel_timeout_s: float = 10.0
+    alert_retry_attempts: int = 5
+    alert_retry_backoff_s: float = 2.0
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True
+    smtp_ca_file: Path | None = None  # extra CA for STARTTLS (self-signed relays)
+    alert_email_from: str | None = None
+    alert_email_to: str | None = None  # comma-separated recipients
+    pagerduty_routing_key: str | None = None
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+
 
 def _coerce(name: str, kind: Any, raw: Any) -> Any:
     if raw is None:
