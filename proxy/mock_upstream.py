@@ -51,14 +51,19 @@ ERROR_TYPES: dict[int, tuple[str, str]] = {
 _TYPE_TO_STATUS = {etype: status for status, (etype, _msg) in ERROR_TYPES.items()}
 
 MODELS: list[dict[str, str]] = [
+    {"id": "claude-opus-5-5", "display_name": "Claude Opus 5.5", "created_at": "2026-10-07T00:00:00Z"},
+    {"id": "claude-sonnet-5-5", "display_name": "Claude Sonnet 5.5", "created_at": "2026-10-07T00:00:00Z"},
+    {"id": "claude-haiku-5-5", "display_name": "Claude Haiku 5.5", "created_at": "2026-10-07T00:00:00Z"},
+    {"id": "claude-opus-5", "display_name": "Claude Opus 5", "created_at": "2026-07-01T00:00:00Z"},
+    {"id": "claude-sonnet-5", "display_name": "Claude Sonnet 5", "created_at": "2026-07-01T00:00:00Z"},
+    {"id": "claude-opus-4-8", "display_name": "Claude Opus 4.8", "created_at": "2026-05-01T00:00:00Z"},
+    {"id": "claude-opus-4-7", "display_name": "Claude Opus 4.7", "created_at": "2026-03-01T00:00:00Z"},
+    {"id": "claude-opus-4-6", "display_name": "Claude Opus 4.6", "created_at": "2026-02-01T00:00:00Z"},
+    {"id": "claude-sonnet-4-6", "display_name": "Claude Sonnet 4.6", "created_at": "2026-02-01T00:00:00Z"},
     {"id": "claude-opus-4-5-20251101", "display_name": "Claude Opus 4.5", "created_at": "2025-11-01T00:00:00Z"},
     {"id": "claude-haiku-4-5-20251001", "display_name": "Claude Haiku 4.5", "created_at": "2025-10-01T00:00:00Z"},
     {"id": "claude-sonnet-4-5-20250929", "display_name": "Claude Sonnet 4.5", "created_at": "2025-09-29T00:00:00Z"},
     {"id": "claude-opus-4-1-20250805", "display_name": "Claude Opus 4.1", "created_at": "2025-08-05T00:00:00Z"},
-    {"id": "claude-opus-4-20250514", "display_name": "Claude Opus 4", "created_at": "2025-05-14T00:00:00Z"},
-    {"id": "claude-sonnet-4-20250514", "display_name": "Claude Sonnet 4", "created_at": "2025-05-14T00:00:00Z"},
-    {"id": "claude-3-7-sonnet-20250219", "display_name": "Claude Sonnet 3.7", "created_at": "2025-02-19T00:00:00Z"},
-    {"id": "claude-3-5-haiku-20241022", "display_name": "Claude Haiku 3.5", "created_at": "2024-10-22T00:00:00Z"},
 ]
 
 _WORDS = (
@@ -207,7 +212,8 @@ def _record(state: MockState, request: web.Request, body_size: int) -> None:
             "time": time.time(),
             "method": request.method,
             "path": request.path,
-            "query_string": request.query_string,
+            # Raw, as sent: a proxy that re-encodes the query string must be caught by tests.
+            "query_string": request.raw_path.partition("?")[2],
             "headers": [[k, v] for k, v in request.headers.items()],
             "body_size": body_size,
         }
