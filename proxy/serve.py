@@ -73,6 +73,10 @@ def hypercorn_config(sock: socket.socket, graceful_timeout: float = 30.0) -> Con
     config.h11_max_incomplete_size = 64 * 1024
     config.read_timeout = None
     config.websocket_max_message_size = 1
+    # A transparent proxy relays the upstream's own Date/Server headers; adding ours would
+    # duplicate them. Apps that want a Date header set it themselves.
+    config.include_server_header = False
+    config.include_date_header = False
     return config
 
 

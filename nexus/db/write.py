@@ -8,7 +8,6 @@ So a batch replayed from the journal after a crash is written once and counted o
 from __future__ import annotations
 
 import json
-
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime

@@ -1,0 +1,420 @@
+"""``ANY /v1/{path}``: relay an exchange to the upstream unchanged and tee it into a Record.
+
+What the client sends (method, path, query, body, end-to-end headers incl. ``anthropic-beta``)
+goes upstream as is; what the upstream answers (status, headers incl. ``request-id`` and
+``anthropic-ratelimit-*``, body bytes incl. gzip) comes back as is. SSE streams are relayed
+chunk by chunk as they arrive. The record is handed to the recorder without awaiting the
+database, in a ``finally`` so a cancelled (client-aborted) exchange is recorded too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from quart import Response, request
+
+from nexus.accounts import AccountResolver, normalize_host
+from nexus.records import (
+    CLIENT_ABORTED_STATUS,
+    REQUEST_TYPE_COUNT_TOKENS,
+    REQUEST_TYPE_MESSAGES,
+    REQUEST_TYPE_OTHER,
+    Record,
+)
+from nexus.redact import client_secret, redact_headers
+from nexus.usage import StreamUsageParser, Usage, count_tokens_from_body, error_from_body, usage_from_body
+from proxy import upstream
+from proxy.context import Runtime
+
+log = logging.getLogger("nexus.forward")
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
+    "transfer-encoding", "upgrade", "host", "content-length", "proxy-connection",
+})
+_STREAM_TAIL_KEEP = 64 * 1024
+
+
+def anthropic_error(status: int, error_type: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    body = orjson.dumps({"type": "error", "error": {"type": error_type, "message": message}})
+    resp = Response(body, status=status, content_type="application/json")
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def _request_type(path: str) -> str | None:
+    """Which exchanges become records: Messages and count_tokens; other /v1 calls only relay."""
+    p = path.rstrip("/")
+    if p == "/v1/messages":
+        return REQUEST_TYPE_MESSAGES
+    if p == "/v1/messages/count_tokens":
+        return REQUEST_TYPE_COUNT_TOKENS
+    return None
+
+
+class _Decoder:
+    """Incremental decoder for a copy of the response body (gzip/deflate/identity)."""
+
+    def __init__(self, encoding: str) -> None:
+        enc = encoding.lower().strip()
+        if enc in ("gzip", "x-gzip"):
+            self._z: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif enc == "deflate":
+            self._z = zlib.decompressobj()
+        else:
+            self._z = None
+        self.failed = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._z is None or self.failed:
+            return b"" if self.failed else chunk
+        try:
+            return self._z.decompress(chunk, 8 * 1024 * 1024)
+        except zlib.error:
+            self.failed = True
+            return b""
+
+
+@dataclass
+class Exchange:
+    """Book-keeping for one exchange while it is in flight."""
+
+    runtime: Runtime
+    record: Record
+    started: float
+    store_request_body: str | None = None
+    request_headers: dict[str, str] | None = None
+    response_headers: dict[str, str] | None = None
+    body_copy: bytearray = field(default_factory=bytearray)
+    done: bool = False
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000.0
+
+    def apply_usage(self, usage: Usage) -> None:
+        r = self.record
+        if r.request_type == REQUEST_TYPE_COUNT_TOKENS:
+            return  # counting tokens bills nothing; its count is kept apart
+        r.input_tokens = usage.input_tokens
+        r.output_tokens = usage.output_tokens
+        r.cache_creation_input_tokens = usage.cache_creation_input_tokens
+        r.cache_creation_5m_tokens = usage.cache_creation_5m_tokens
+        r.cache_creation_1h_tokens = usage.cache_creation_1h_tokens
+        r.cache_read_input_tokens = usage.cache_read_input_tokens
+        if usage.model and not r.model:
+            r.model = usage.model
+        if usage.error_type and not r.error_type:
+            r.error_type = usage.error_type
+            r.error_message = usage.error_message
+
+    def finish(self) -> None:
+        """Price, attach bodies per STORE_BODIES, and hand off to the recorder (never awaits the DB)."""
+        if self.done:
+            return
+        self.done = True
+        rt = self.runtime
+        r = self.record
+        r.response_time_ms = self.elapsed_ms()
+        if rt.pricing is not None:
+            if r.request_type == REQUEST_TYPE_COUNT_TOKENS:
+                from decimal import Decimal
+
+                r.cost_usd = Decimal(0)
+            else:
+                r.cost_usd = rt.pricing.cost(r.model, _usage_of(r), r.created_at)
+        mode = rt.settings.store_bodies
+        if mode == "all" or (mode == "errors" and r.is_error):
+            cap = rt.settings.max_stored_body_bytes
+            r.request_headers = self.request_headers
+            r.response_headers = self.response_headers
+            r.request_body = self.store_request_body
+            if self.body_copy:
+                r.response_body = bytes(self.body_copy[-cap:]).decode("utf-8", "replace")
+        if rt.recorder is not None:
+            rt.recorder.submit(r)
+
+
+def _usage_of(r: Record) -> Usage:
+    return Usage(
+        input_tokens=r.input_tokens, output_tokens=r.output_tokens,
+        cache_creation_input_tokens=r.cache_creation_input_tokens,
+        cache_creation_5m_tokens=r.cache_creation_5m_tokens,
+        cache_creation_1h_tokens=r.cache_creation_1h_tokens,
+        cache_read_input_tokens=r.cache_read_input_tokens, model=r.model,
+    )
+
+
+async def _read_body(limit: int) -> bytes | None:
+    """The request body, or None if it exceeds ``limit`` (checked before and while reading)."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        try:
+            if int(length) > limit:
+                return None
+        except ValueError:
+            pass
+    buf = bytearray()
+    async for chunk in request.body:
+        buf += chunk
+        if len(buf) > limit:
+            return None
+    return bytes(buf)
+
+
+def _outgoing_headers(raw: Any) -> dict[str, str] | list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    connection_tokens = {t.strip().lower() for t in raw.get("connection", "").split(",") if t.strip()}
+    for name, value in raw.items():
+        low = name.lower()
+        if low in HOP_BY_HOP or low in connection_tokens:
+            continue
+        out.append((name, value))
+    return out
+
+
+def _response_headers(resp: aiohttp.ClientResponse, streaming: bool) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for name, value in resp.headers.items():
+        low = name.lower()
+        if low in HOP_BY_HOP and not (low == "content-length" and not streaming):
+            continue
+        out.append((name, value))
+    return out
+
+
+def _model_of(body: bytes) -> tuple[str | None, bool]:
+    if not body:
+        return None, False
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, False
+    if not isinstance(data, dict):
+        return None, False
+    model = data.get("model")
+    return (model[:200] if isinstance(model, str) else None), bool(data.get("stream") is True)
+
+
+async def forward(runtime: Runtime, path: str, session: aiohttp.ClientSession,
+                  resolver: AccountResolver) -> Response:
+    """Handle one ``/v1/...`` request end to end."""
+    settings = runtime.settings
+    started = time.perf_counter()
+    full_path = "/v1/" + path
+    rtype = _request_type(full_path)
+    metrics = runtime.metrics
+    body = await _read_body(settings.max_body_bytes)
+    if body is None:
+        if metrics is not None:
+            metrics.proxy_errors.labels(error_type="request_too_large").inc()
+        return anthropic_error(413, "request_too_large",
+                               f"Request exceeds the maximum allowed size of {settings.max_body_bytes} bytes")
+
+    host = request.headers.get("host", "")
+    record: Record | None = None
+    exchange: Exchange | None = None
+    if rtype is not None:
+        model, is_stream = _model_of(body) if rtype != REQUEST_TYPE_OTHER else (None, False)
+        record = Record(
+            domain=normalize_host(host) or "unknown",
+            account_id=resolver.account_for(host, client_secret(request.headers)),
+            method=request.method, path=full_path, model=model, stream=is_stream,
+            request_type=rtype, instance_id=runtime.instance_id,
+        )
+        exchange = Exchange(runtime=runtime, record=record, started=started)
+        if settings.store_bodies != "none":
+            exchange.request_headers = redact_headers(request.headers.items())
+            cap = settings.max_stored_body_bytes
+            exchange.store_request_body = body[:cap].decode("utf-8", "replace")
+
+    url = settings.claude_api_base_url.rstrip("/") + full_path
+    query = request.query_string.decode("latin-1") if request.query_string else ""
+    if query:
+        url += "?" + query
+    headers = _outgoing_headers(request.headers)
+    if metrics is not None:
+        metrics.in_flight.inc()
+    in_flight_released = False
+
+    def release() -> None:
+        nonlocal in_flight_released
+        if not in_flight_released and metrics is not None:
+            metrics.in_flight.dec()
+        in_flight_released = True
+
+    try:
+        resp = await session.request(request.method, url, data=body or None, headers=headers,
+                                     allow_redirects=False)
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes an Anthropic-shaped error
+        release()
+        status, etype, atype, msg = _classify_connect_failure(exc)
+        if isinstance(exc, asyncio.CancelledError):
+            if exchange is not None:
+                exchange.record.status_code = CLIENT_ABORTED_STATUS
+                exchange.record.error_type = "client_aborted"
+                exchange.finish()
+            raise
+        if metrics is not None:
+            metrics.proxy_errors.labels(error_type=etype).inc()
+        log.warning("upstream request failed: %s (%s)", etype, msg)
+        if exchange is not None:
+            exchange.record.status_code = status
+            exchange.record.error_type = etype
+            exchange.record.error_message = msg
+            exchange.finish()
+        return anthropic_error(status, atype, msg)
+
+    if exchange is not None:
+        exchange.record.status_code = resp.status
+        exchange.record.request_id = resp.headers.get("request-id")
+        if settings.store_bodies != "none":
+            exchange.response_headers = redact_headers(resp.headers.items())
+    content_type = resp.headers.get("content-type", "")
+    is_sse = content_type.startswith("text/event-stream")
+    encoding = resp.headers.get("content-encoding", "")
+
+    if not is_sse:
+        try:
+            raw = await resp.read()
+        except BaseException as exc:  # noqa: BLE001
+            resp.close()
+            release()
+            if isinstance(exc, asyncio.CancelledError):
+                if exchange is not None:
+                    exchange.record.status_code = CLIENT_ABORTED_STATUS
+                    exchange.record.error_type = "client_aborted"
+                    exchange.finish()
+                raise
+            status, etype, atype, msg = _classify_midway_failure(exc)
+            if exchange is not None:
+                exchange.record.status_code = status
+                exchange.record.error_type = etype
+                exchange.record.error_message = msg
+                exchange.finish()
+            return anthropic_error(status, atype, msg)
+        finally:
+            resp.release()
+        release()
+        if exchange is not None:
+            decoded = _Decoder(encoding).feed(raw) if encoding else raw
+            _tee_complete_body(exchange, resp.status, decoded)
+            exchange.finish()
+        out = Response(raw, status=resp.status)
+        out.headers.clear()
+        for name, value in _response_headers(resp, streaming=False):
+            out.headers.add(name, value)
+        return out
+
+    return _stream_response(runtime, resp, exchange, encoding, release)
+
+
+def _tee_complete_body(exchange: Exchange, status: int, decoded: bytes) -> None:
+    r = exchange.record
+    mode = exchange.runtime.settings.store_bodies
+    if mode == "all" or (mode == "errors" and status >= 400):
+        exchange.body_copy = bytearray(decoded[: exchange.runtime.settings.max_stored_body_bytes])
+    if status >= 400:
+        etype, emsg = error_from_body(decoded)
+        r.error_type = etype or f"http_{status}"
+        r.error_message = emsg
+        return
+    if r.request_type == REQUEST_TYPE_COUNT_TOKENS:
+        r.counted_tokens = count_tokens_from_body(decoded)
+        return
+    exchange.apply_usage(usage_from_body(decoded))
+
+
+def _stream_response(runtime: Runtime, resp: aiohttp.ClientResponse, exchange: Exchange | None,
+                     encoding: str, release: Any) -> Response:
+    """Relay an SSE body chunk by chunk; parse a decoded copy for usage and errors."""
+    parser = StreamUsageParser()
+    decoder = _Decoder(encoding)
+    metrics = runtime.metrics
+    store_all = runtime.settings.store_bodies == "all"
+    cap = runtime.settings.max_stored_body_bytes
+
+    async def relay() -> AsyncIterator[bytes]:
+        completed = False
+        failure: tuple[int, str, str, str] | None = None
+        try:
+            async for chunk in resp.content.iter_any():
+                if exchange is not None:
+                    decoded = decoder.feed(chunk)
+                    if parser.feed(decoded) and exchange.record.ttft_ms is None:
+                        exchange.record.ttft_ms = exchange.elapsed_ms()
+                    if runtime.settings.store_bodies != "none":
+                        exchange.body_copy += decoded
+                        keep = cap if store_all else _STREAM_TAIL_KEEP
+                        if len(exchange.body_copy) > keep:
+                            del exchange.body_copy[: len(exchange.body_copy) - keep]
+                yield chunk
+            completed = True
+        except asyncio.CancelledError:
+            raise
+        except GeneratorExit:
+            raise
+        except Exception as exc:  # noqa: BLE001 - upstream broke mid-stream
+            failure = _classify_midway_failure(exc)
+            log.warning("upstream stream failed: %s", failure[1])
+            # Tell the client in-band: headers are gone, so an SSE error event it can act on.
+            payload = orjson.dumps({"type": "error", "error": {"type": failure[2], "message": failure[3]}})
+            with contextlib.suppress(Exception):
+                yield b"event: error\ndata: " + payload + b"\n\n"
+        finally:
+            resp.close()
+            release()
+            if exchange is not None:
+                r = exchange.record
+                exchange.apply_usage(parser.finish())
+                if failure is not None:
+                    r.status_code, r.error_type, _, r.error_message = failure
+                elif not completed:
+                    r.status_code = CLIENT_ABORTED_STATUS
+                    r.error_type = "client_aborted"
+                    if metrics is not None:
+                        metrics.proxy_errors.labels(error_type="client_aborted").inc()
+                elif resp.status >= 400 and not r.error_type:
+                    etype, emsg = error_from_body(bytes(exchange.body_copy))
+                    r.error_type = etype or f"http_{resp.status}"
+                    r.error_message = emsg
+                exchange.finish()
+
+    out = Response(relay(), status=resp.status)
+    out.timeout = None  # never cut a long stream (Quart's default is 60 s)
+    out.headers.clear()
+    for name, value in _response_headers(resp, streaming=True):
+        out.headers.add(name, value)
+    return out
+
+
+def _classify_connect_failure(exc: BaseException) -> tuple[int, str, str, str]:
+    """(status, recorded error_type, Anthropic error type, message) for a failure before headers."""
+    if isinstance(exc, upstream.TLS_ERRORS):
+        return 502, "upstream_tls_error", "api_error", "Upstream TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError if hasattr(aiohttp, "ClientConnectorDNSError") else ()):
+        return 502, "upstream_dns_error", "api_error", "Upstream host could not be resolved"
+    if isinstance(exc, upstream.CONNECT_ERRORS) and not isinstance(exc, aiohttp.ServerDisconnectedError):
+        return 502, "upstream_unreachable", "api_error", "Upstream API is unreachable"
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return 504, "upstream_timeout", "timeout_error", "Upstream API timed out"
+    if isinstance(exc, upstream.DISCONNECT_ERRORS):
+        return 502, "upstream_disconnected", "api_error", "Upstream closed the connection"
+    if isinstance(exc, (ValueError, aiohttp.InvalidURL)):
+        return 400, "invalid_request", "invalid_request_error", "Request could not be forwarded: invalid header or URL"
+    return 502, "upstream_error", "api_error", "Upstream request failed"
+
+
+def _classify_midway_failure(exc: BaseException) -> tuple[int, str, str, str]:
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return 504, "upstream_timeout", "timeout_error", "Upstream API timed out"
+    return 502, "upstream_disconnected", "api_error", "Upstream closed the connection mid-response"
