@@ -149,7 +149,8 @@ def write_status_file(settings: Settings, info: dict[str, Any]) -> Path:
     started = data.get("started_at") or datetime.now(UTC)
     data["started_at"] = started.isoformat() if isinstance(started, datetime) else str(started)
     path = status_path(settings)
-    _atomic_write(path, json.dumps(data, indent=2, default=str) + "\n")
+    # 0600: the server may include its database URL, which can carry a password.
+    _atomic_write(path, json.dumps(data, indent=2, default=str) + "\n", mode=0o600)
     return path
 
 
@@ -252,11 +253,11 @@ def _log_tail(path: Path, lines: int = 5) -> str:
 
 
 def daemonize(settings: Settings, argv: Sequence[str] | None = None, ready_timeout_s: float = 90.0,
-              out: Any = None) -> int:
-    """Start ``nexus proxy`` detached and wait until it serves; returns the daemon's pid.
+              out: Any = None) -> None:
+    """Start ``nexus proxy`` detached and wait until it serves (pid, URLs and log path printed).
 
-    Called by the launching process only (``nexus proxy --daemon``); the caller should return 0
-    right after. The daemon is ``python -m nexus.cli proxy <argv without --daemon>`` in a new
+    Called by the launching process only (``nexus proxy --daemon``); the caller returns 0 right
+    after — the server itself runs in the re-executed child, never in the caller. The daemon is ``python -m nexus.cli proxy <argv without --daemon>`` in a new
     session (no controlling terminal, immune to the shell's SIGHUP), stdin from /dev/null,
     stdout+stderr appended to the log file, ``NEXUS_DATA_DIR`` made absolute. ``argv`` defaults to
     ``sys.argv[1:]``. Refuses with "already running (pid N)" when a live proxy owns the pid file
@@ -319,7 +320,6 @@ def daemonize(settings: Settings, argv: Sequence[str] | None = None, ready_timeo
               f"  dashboard: {status.get('dashboard_url')}\n"
               f"  log:       {log}\n")
     out.flush()
-    return proc.pid
 
 
 # -- nexus stop ------------------------------------------------------------------------------------------

@@ -126,3 +126,7 @@ class PostgresSupervisor:
             "last_error": self.last_error,
             "last_restart_at": self.last_restart_at,
         }
+
+
+# The name proxy.server looks up (one embedded server per process).
+EmbeddedSupervisor = PostgresSupervisor
