@@ -155,20 +155,34 @@ def _usage_of(r: Record) -> Usage:
 
 
 async def _read_body(limit: int) -> bytes | None:
-    """The request body, or None if it exceeds ``limit`` (checked before and while reading)."""
+    """The request body, or None if it exceeds ``limit``.
+
+    An oversized body is drained and discarded (never kept) up to a hard ceiling, so that the
+    client, which is still sending, can read our 413 instead of seeing a reset connection.
+    """
+    drain_ceiling = 4 * limit
     length = request.headers.get("content-length")
+    declared = None
     if length is not None:
         try:
-            if int(length) > limit:
-                return None
+            declared = int(length)
         except ValueError:
-            pass
+            declared = None
+    if declared is not None and declared > drain_ceiling:
+        return None  # not worth draining: the connection will be closed
     buf = bytearray()
+    seen = 0
+    too_big = declared is not None and declared > limit
     async for chunk in request.body:
+        seen += len(chunk)
+        if too_big or seen > limit:
+            too_big = True
+            buf.clear()
+            if seen > drain_ceiling:
+                break
+            continue
         buf += chunk
-        if len(buf) > limit:
-            return None
-    return bytes(buf)
+    return None if too_big else bytes(buf)
 
 
 def _outgoing_headers(raw: Any) -> dict[str, str] | list[tuple[str, str]]:

@@ -103,3 +103,86 @@ async def db_conn(db_dsn: str) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
+
+
+# --- a whole proxy stack on loopback ------------------------------------------------------------
+
+TEST_DASHBOARD_KEY = "test-dashboard-key-0123456789"
+
+
+class Stack:
+    """A running ProxyService (proxy + dashboard API) in front of a running MockUpstream."""
+
+    def __init__(self, service, info: dict, mock, dsn: str) -> None:
+        self.service = service
+        self.info = info
+        self.mock = mock
+        self.dsn = dsn
+
+    @property
+    def runtime(self):
+        return self.service.runtime
+
+    @property
+    def proxy_url(self) -> str:
+        return self.info["proxy_url"]
+
+    @property
+    def dashboard_url(self) -> str:
+        return self.info["dashboard_url"]
+
+    @property
+    def key(self) -> str:
+        return self.info["dashboard_key"]
+
+    async def wait_rows(self, n: int, timeout: float = 10.0) -> list:
+        """Wait until ``api_requests`` holds at least ``n`` rows; return them oldest first."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            while True:
+                rows = await conn.fetch("SELECT * FROM api_requests ORDER BY created_at")
+                if len(rows) >= n or time.monotonic() > deadline:
+                    return rows
+                await asyncio.sleep(0.05)
+        finally:
+            await conn.close()
+
+
+def stack_settings(tmp_path: Path, dsn: str, upstream_url: str, **env: str):
+    from nexus.config import load_settings
+
+    base = {
+        "NEXUS_DATA_DIR": str(tmp_path / "data"),
+        "DATABASE_URL": dsn,
+        "PROXY_PORT": "0",
+        "DASHBOARD_PORT": "0",
+        "CLAUDE_API_BASE_URL": upstream_url,
+        "DASHBOARD_API_KEY": TEST_DASHBOARD_KEY,
+        "RECORD_FLUSH_INTERVAL_S": "0.02",
+        "SHUTDOWN_GRACE_S": "5",
+    }
+    base.update(env)
+    return load_settings(base)
+
+
+@pytest.fixture
+async def mock_upstream():
+    from proxy.mock_upstream import MockUpstream
+
+    async with MockUpstream() as mock:
+        yield mock
+
+
+@pytest.fixture
+async def stack(db_dsn: str, tmp_path: Path, mock_upstream) -> AsyncIterator[Stack]:
+    from proxy.server import ProxyService
+
+    service = ProxyService(stack_settings(tmp_path, db_dsn, mock_upstream.url))
+    info = await service.start()
+    try:
+        yield Stack(service, info, mock_upstream, db_dsn)
+    finally:
+        await service.stop()
