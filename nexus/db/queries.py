@@ -1,0 +1,787 @@
+"""Every query the dashboard API runs, and the JSON shapes it answers with (see ``docs/api.md``).
+
+SQL lives here and nowhere else. Each statement goes through ``DashboardQueries._run``, which
+times it and logs ``Slow SQL query`` above ``SLOW_QUERY_THRESHOLD_MS`` (the guide's grep target).
+
+Speed on big tables comes from the per-minute rollups (``api_requests_minute``) that the writer
+maintains: charts, windows, daily and cost views read only those. ``stats`` stays exact for any
+range by reading whole minutes from the rollups and only the ragged edges (< 1 minute at each
+end) from the raw rows; its percentiles are exact ``percentile_cont`` up to one hour and
+histogram-interpolated beyond (exact percentiles over millions of rows are too slow for a live
+chart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import orjson
+
+from nexus.latency import HIST_LEN, LATENCY_BUCKETS_MS, empty_hist, percentile_from_hist
+from nexus.redact import redact_headers
+
+log = logging.getLogger("nexus.db")
+
+EXACT_PERCENTILE_MAX_RANGE = timedelta(hours=1)
+ERROR_SQL = "(status_code >= 400 OR error_type IS NOT NULL)"
+# The same condition the writer uses for the rollup's unpriced_requests.
+UNPRICED_SQL = "(cost_usd IS NULL AND request_type = 'messages' AND coalesce(model, '') <> '')"
+_HIST_SUM_SQL = "ARRAY[" + ", ".join(f"sum(latency_hist[{i}])::bigint" for i in range(1, HIST_LEN + 1)) + "]"
+_BOUNDS = [float(b) for b in LATENCY_BUCKETS_MS]
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot answer now (down, restarting, dropped, pool closed): the API says 503."""
+
+
+# Errors that mean "the database is away", as opposed to a bug in a query.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InvalidCatalogNameError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+@asynccontextmanager
+async def timed(name: str, threshold_ms: float) -> AsyncIterator[None]:
+    """Time a block; above ``threshold_ms`` log one WARNING that ops can grep for."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        ms = (time.perf_counter() - t0) * 1000.0
+        if ms > threshold_ms:
+            log.warning("Slow SQL query: %s took %.1f ms (threshold %s ms)", name, ms, threshold_ms,
+                        extra={"query": name, "duration_ms": round(ms, 1)})
+
+
+async def ping(pool: asyncpg.Pool | None, limit_s: float = 1.0) -> bool:
+    """A cheap round trip, bounded in time: ``/health`` must answer even when the DB hangs."""
+    if pool is None:
+        return False
+    try:
+        async with asyncio.timeout(limit_s), pool.acquire() as conn:
+            return await conn.fetchval("SELECT 1") == 1
+    except Exception:  # any failure is "disconnected" for a health check
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Small shared shapes
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The filters several routes share. Empty strings mean "not given"."""
+
+    domain: str | None = None
+    account: str | None = None
+    model: str | None = None
+
+    def sql(self, args: list[Any]) -> str:
+        """``AND …`` fragments with positional parameters appended to ``args``.
+
+        Works on raw rows and rollups alike: the rollup stores '' where a raw row has NULL, and
+        an empty filter is never applied, so equality means the same on both.
+        """
+        parts = []
+        for column, value in (("domain", self.domain), ("account_id", self.account), ("model", self.model)):
+            if value:
+                args.append(value)
+                parts.append(f" AND {column} = ${len(args)}")
+        return "".join(parts)
+
+
+def iso(t: datetime | None) -> str | None:
+    return None if t is None else t.astimezone(UTC).isoformat()
+
+
+def _f(v: Decimal | float | int | None, digits: int = 10) -> float | None:
+    return None if v is None else round(float(v), digits)
+
+
+def _ms(v: float | None) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 3)
+
+
+def tokens_obj(i: int, o: int, cc: int, cr: int) -> dict[str, int]:
+    i, o, cc, cr = int(i or 0), int(o or 0), int(cc or 0), int(cr or 0)
+    return {"input": i, "output": o, "cacheCreation": cc, "cacheRead": cr, "total": i + o + cc + cr}
+
+
+def floor_minute(t: datetime) -> datetime:
+    return t.replace(second=0, microsecond=0)
+
+
+def ceil_minute(t: datetime) -> datetime:
+    f = floor_minute(t)
+    return f if f == t else f + timedelta(minutes=1)
+
+
+def floor_to(t: datetime, seconds: int) -> datetime:
+    epoch = int(t.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+
+
+@dataclass
+class _Agg:
+    """Counters of one group, mergeable from rollup rows and raw edge rows alike."""
+
+    requests: int = 0
+    errors: int = 0
+    input: int = 0
+    output: int = 0
+    cache_creation: int = 0
+    cache_read: int = 0
+    cost: Decimal = Decimal(0)
+    unpriced: int = 0
+    latency_sum: float = 0.0
+    hist: list[int] = field(default_factory=empty_hist)
+
+    def add_row(self, r: asyncpg.Record) -> None:
+        self.requests += int(r["requests"] or 0)
+        self.errors += int(r["errors"] or 0)
+        self.input += int(r["input_tokens"] or 0)
+        self.output += int(r["output_tokens"] or 0)
+        self.cache_creation += int(r["cache_creation"] or 0)
+        self.cache_read += int(r["cache_read"] or 0)
+        self.cost += r["cost"] or Decimal(0)
+        self.unpriced += int(r["unpriced"] or 0)
+        self.latency_sum += float(r["latency_sum"] or 0.0)
+
+    def merge(self, other: _Agg) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.input += other.input
+        self.output += other.output
+        self.cache_creation += other.cache_creation
+        self.cache_read += other.cache_read
+        self.cost += other.cost
+        self.unpriced += other.unpriced
+        self.latency_sum += other.latency_sum
+        self.hist = [a + b for a, b in zip(self.hist, other.hist, strict=True)]
+
+    @property
+    def tokens(self) -> dict[str, int]:
+        return tokens_obj(self.input, self.output, self.cache_creation, self.cache_read)
+
+    @property
+    def avg_latency(self) -> float | None:
+        return self.latency_sum / self.requests if self.requests else None
+
+    @property
+    def error_rate(self) -> float:
+        return round(self.errors / self.requests, 6) if self.requests else 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Request rows
+
+
+_REQUEST_COLS = """id, created_at, request_id, domain, account_id, method, path, model, stream, status_code,
+    error_type, error_message, input_tokens, output_tokens, cache_creation_input_tokens,
+    cache_read_input_tokens, counted_tokens, response_time_ms, ttft_ms, cost_usd, request_type, instance_id"""
+
+
+def request_row(r: asyncpg.Record) -> dict[str, Any]:
+    """A stored request in the API's shape: the SSE ``request`` event plus error message and count."""
+    return {
+        "id": str(r["id"]),
+        "time": iso(r["created_at"]),
+        "requestId": r["request_id"],
+        "domain": r["domain"],
+        "accountId": r["account_id"],
+        "method": r["method"],
+        "path": r["path"],
+        "model": r["model"],
+        "stream": r["stream"],
+        "status": r["status_code"],
+        "errorType": r["error_type"],
+        "errorMessage": r["error_message"],
+        "latencyMs": _ms(r["response_time_ms"]),
+        "ttftMs": _ms(r["ttft_ms"]),
+        "tokens": tokens_obj(r["input_tokens"], r["output_tokens"], r["cache_creation_input_tokens"],
+                             r["cache_read_input_tokens"]),
+        "costUsd": _f(r["cost_usd"]),
+        "requestType": r["request_type"],
+        "countedTokens": r["counted_tokens"],
+        "instanceId": r["instance_id"],
+    }
+
+
+def encode_cursor(created_at: datetime, rid: uuid.UUID) -> str:
+    raw = f"{created_at.astimezone(UTC).isoformat()}|{rid}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """Inverse of ``encode_cursor``; ``ValueError`` for anything that is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        t, _, rid = raw.partition("|")
+        when = datetime.fromisoformat(t)
+        if when.tzinfo is None:
+            raise ValueError("naive time")
+        return when, uuid.UUID(rid)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError("not a cursor returned by this API") from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Window math (nexus.windows when present; same formulas inline otherwise)
+
+
+def _projection(total: int, start: datetime, end: datetime, now: datetime,
+                limit: int | None) -> dict[str, Any]:
+    elapsed_min = max((now - start).total_seconds() / 60.0, 1.0)
+    remaining_min = max((end - now).total_seconds() / 60.0, 0.0)
+    burn = total / elapsed_min
+    projected = total + burn * remaining_min
+    out: dict[str, Any] = {
+        "burnRatePerMinute": round(burn, 3),
+        "projectedTotal": round(projected, 1),
+        "tokenLimit": limit,
+        "percentOfLimit": None,
+        "projectedExhaustion": None,
+        "minutesRemaining": round(remaining_min, 2),
+    }
+    if limit:
+        out["percentOfLimit"] = round(total / limit * 100.0, 3)
+        if total >= limit:
+            out["projectedExhaustion"] = iso(now)
+        elif burn > 0:
+            at = now + timedelta(minutes=(limit - total) / burn)
+            if at <= end:
+                out["projectedExhaustion"] = iso(at)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The queries
+
+
+class DashboardQueries:
+    """The dashboard's read side over one pool; every statement timed, DB outages → DatabaseUnavailable."""
+
+    def __init__(self, pool: asyncpg.Pool | None, slow_query_threshold_ms: float = 5000,
+                 acquire_timeout: float = 5.0) -> None:
+        self.pool = pool
+        self.slow_query_threshold_ms = slow_query_threshold_ms
+        self.acquire_timeout = acquire_timeout
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        if self.pool is None:
+            raise DatabaseUnavailable("database is not connected")
+        try:
+            async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+                yield conn
+        except DatabaseUnavailable:
+            raise
+        except _UNAVAILABLE as exc:
+            raise DatabaseUnavailable(f"database is not available: {type(exc).__name__}") from exc
+
+    async def _run(self, conn: asyncpg.Connection, name: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """The one way a dashboard query runs: timed, slow ones logged by name."""
+        try:
+            async with timed(name, self.slow_query_threshold_ms):
+                return await conn.fetch(sql, *args)
+        except _UNAVAILABLE as exc:
+            raise DatabaseUnavailable(f"database is not available: {type(exc).__name__}") from exc
+
+    # ---- stats -------------------------------------------------------------------------------
+
+    async def stats(self, since: datetime, until: datetime, filters: Filters, now: datetime) -> dict[str, Any]:
+        exact = until - since <= EXACT_PERCENTILE_MAX_RANGE
+        async with self._conn() as conn:
+            if exact:
+                body = await self._stats_exact(conn, since, until, filters)
+            else:
+                body = await self._stats_hist(conn, since, until, filters)
+            args: list[Any] = [now - timedelta(seconds=60), now]
+            sql = ("SELECT count(*) AS n FROM api_requests WHERE created_at > $1 AND created_at <= $2"
+                   + filters.sql(args))
+            rpm = (await self._run(conn, "stats.requests_per_minute", sql, *args))[0]["n"]
+        return {"since": iso(since), "until": iso(until), **body, "requestsPerMinute": int(rpm)}
+
+    _AGG_RAW = f"""count(*) AS requests,
+        count(*) FILTER (WHERE {ERROR_SQL}) AS errors,
+        coalesce(sum(input_tokens), 0) AS input_tokens,
+        coalesce(sum(output_tokens), 0) AS output_tokens,
+        coalesce(sum(cache_creation_input_tokens), 0) AS cache_creation,
+        coalesce(sum(cache_read_input_tokens), 0) AS cache_read,
+        coalesce(sum(cost_usd), 0) AS cost,
+        count(*) FILTER (WHERE {UNPRICED_SQL}) AS unpriced,
+        coalesce(sum(response_time_ms), 0) AS latency_sum"""
+
+    _AGG_ROLLUP = """sum(requests) AS requests, sum(errors) AS errors, sum(input_tokens) AS input_tokens,
+        sum(output_tokens) AS output_tokens, sum(cache_creation_input_tokens) AS cache_creation,
+        sum(cache_read_input_tokens) AS cache_read, sum(cost_usd) AS cost,
+        sum(unpriced_requests) AS unpriced, sum(latency_sum_ms) AS latency_sum"""
+
+    @staticmethod
+    def _group_json(agg: _Agg, key: str, value: str, p95: float | None) -> dict[str, Any]:
+        return {
+            key: value,
+            "requests": agg.requests,
+            "errors": agg.errors,
+            "errorRate": agg.error_rate,
+            "tokens": agg.tokens,
+            "costUsd": _f(agg.cost),
+            "unpricedRequests": agg.unpriced,
+            "avgLatencyMs": _ms(agg.avg_latency),
+            "p95LatencyMs": _ms(p95),
+        }
+
+    @staticmethod
+    def _totals_json(agg: _Agg, p50: float | None, p95: float | None, p99: float | None,
+                     method: str) -> dict[str, Any]:
+        return {
+            "totalRequests": agg.requests,
+            "errorCount": agg.errors,
+            "errorRate": agg.error_rate,
+            "tokens": agg.tokens,
+            "latencyMs": {"avg": _ms(agg.avg_latency), "p50": _ms(p50), "p95": _ms(p95), "p99": _ms(p99),
+                          "method": method},
+            "costUsd": _f(agg.cost),
+            "unpricedRequests": agg.unpriced,
+        }
+
+    async def _stats_exact(self, conn: asyncpg.Connection, since: datetime, until: datetime,
+                           filters: Filters) -> dict[str, Any]:
+        args: list[Any] = [since, until]
+        where = filters.sql(args)
+        sql = f"""
+            SELECT domain, coalesce(model, '') AS model,
+                   GROUPING(domain) AS g_domain, GROUPING(coalesce(model, '')) AS g_model,
+                   {self._AGG_RAW},
+                   percentile_cont(ARRAY[0.5, 0.95, 0.99]::float8[])
+                       WITHIN GROUP (ORDER BY response_time_ms) AS pct
+            FROM api_requests
+            WHERE created_at >= $1 AND created_at < $2{where}
+            GROUP BY GROUPING SETS ((), (domain), (coalesce(model, '')))"""
+        rows = await self._run(conn, "stats.exact", sql, *args)
+        total = _Agg()
+        pct: list[float] | None = None
+        by_model: list[dict[str, Any]] = []
+        by_domain: list[dict[str, Any]] = []
+        for r in rows:
+            agg = _Agg()
+            agg.add_row(r)
+            p = r["pct"]
+            if r["g_domain"] and r["g_model"]:
+                total, pct = agg, p
+            elif r["g_domain"]:
+                by_model.append(self._group_json(agg, "model", r["model"], p[1] if p else None))
+            else:
+                by_domain.append(self._group_json(agg, "domain", r["domain"], p[1] if p else None))
+        p50, p95, p99 = (pct or [None, None, None])[:3]
+        body = self._totals_json(total, p50, p95, p99, "exact")
+        body["byModel"] = sorted(by_model, key=lambda g: (-g["requests"], g["model"]))
+        body["byDomain"] = sorted(by_domain, key=lambda g: (-g["requests"], g["domain"]))
+        return body
+
+    async def _stats_hist(self, conn: asyncpg.Connection, since: datetime, until: datetime,
+                          filters: Filters) -> dict[str, Any]:
+        groups = await self.range_groups(conn, since, until, filters)
+        total = _Agg()
+        models: dict[str, _Agg] = {}
+        domains: dict[str, _Agg] = {}
+        for (domain, model), agg in groups.items():
+            total.merge(agg)
+            models.setdefault(model, _Agg()).merge(agg)
+            domains.setdefault(domain, _Agg()).merge(agg)
+        body = self._totals_json(total, percentile_from_hist(total.hist, 0.5),
+                                 percentile_from_hist(total.hist, 0.95),
+                                 percentile_from_hist(total.hist, 0.99), "histogram")
+        body["byModel"] = sorted(
+            (self._group_json(a, "model", m, percentile_from_hist(a.hist, 0.95)) for m, a in models.items()),
+            key=lambda g: (-g["requests"], g["model"]))
+        body["byDomain"] = sorted(
+            (self._group_json(a, "domain", d, percentile_from_hist(a.hist, 0.95)) for d, a in domains.items()),
+            key=lambda g: (-g["requests"], g["domain"]))
+        return body
+
+    async def range_groups(self, conn: asyncpg.Connection, since: datetime, until: datetime,
+                           filters: Filters) -> dict[tuple[str, str], _Agg]:
+        """Exact per-(domain, model) counters and latency histograms for ``[since, until)``.
+
+        Whole minutes come from the rollups, the partial minutes at either end from raw rows,
+        so the answer is exact while the raw table is touched for at most two minutes.
+        """
+        m0, m1 = ceil_minute(since), floor_minute(until)
+        groups: dict[tuple[str, str], _Agg] = {}
+        if m0 < m1:
+            args: list[Any] = [m0, m1]
+            sql = f"""
+                SELECT domain, model, {self._AGG_ROLLUP}, {_HIST_SUM_SQL} AS hist
+                FROM api_requests_minute
+                WHERE bucket >= $1 AND bucket < $2{filters.sql(args)}
+                GROUP BY domain, model"""
+            for r in await self._run(conn, "stats.rollup", sql, *args):
+                agg = groups.setdefault((r["domain"], r["model"]), _Agg())
+                agg.add_row(r)
+                agg.hist = [a + int(b or 0) for a, b in zip(agg.hist, r["hist"], strict=True)]
+            edges = "(created_at >= $1 AND created_at < $2) OR (created_at >= $3 AND created_at < $4)"
+            args = [since, m0, m1, until]
+        else:
+            edges = "created_at >= $1 AND created_at < $2"
+            args = [since, until]
+        args.append(_BOUNDS)
+        bounds_idx = len(args)
+        sql = f"""
+            SELECT domain, coalesce(model, '') AS model,
+                   width_bucket(response_time_ms, ${bounds_idx}::float8[]) AS b, {self._AGG_RAW}
+            FROM api_requests
+            WHERE ({edges}){filters.sql(args)}
+            GROUP BY 1, 2, 3"""
+        for r in await self._run(conn, "stats.raw_edges", sql, *args):
+            agg = groups.setdefault((r["domain"], r["model"]), _Agg())
+            agg.add_row(r)
+            agg.hist[min(int(r["b"]), HIST_LEN - 1)] += int(r["requests"])
+        return groups
+
+    # ---- token windows -----------------------------------------------------------------------
+
+    async def token_usage_current(self, window_min: int, now: datetime, filters: Filters,
+                                  limit_for: Callable[[str], int | None]) -> list[dict[str, Any]]:
+        """Current usage window of each account (or of ``filters.account``), Anthropic-style.
+
+        A window starts at the minute of an account's first request and lasts ``window_min``;
+        the first request after it ends opens the next one. Only rollup minutes are read.
+        """
+        window = timedelta(minutes=window_min)
+        lookback = min(window * 4, timedelta(days=7))
+        args: list[Any] = [floor_minute(now - lookback), now]
+        sql = f"""
+            SELECT account_id, bucket, sum(requests) AS requests, sum(input_tokens) AS input_tokens,
+                   sum(output_tokens) AS output_tokens, sum(cache_creation_input_tokens) AS cache_creation,
+                   sum(cache_read_input_tokens) AS cache_read, sum(cost_usd) AS cost
+            FROM api_requests_minute
+            WHERE bucket >= $1 AND bucket <= $2{filters.sql(args)}
+            GROUP BY account_id, bucket
+            ORDER BY account_id, bucket"""
+        async with self._conn() as conn:
+            rows = await self._run(conn, "token_usage.current", sql, *args)
+        per_account: dict[str, list[asyncpg.Record]] = {}
+        for r in rows:
+            per_account.setdefault(r["account_id"], []).append(r)
+        out: list[dict[str, Any]] = []
+        for account, minutes in per_account.items():
+            start: datetime | None = None
+            for r in minutes:
+                if start is None or r["bucket"] >= start + window:
+                    start = r["bucket"]
+            assert start is not None
+            if now >= start + window:
+                continue  # its last window is over: no active window
+            agg = _Agg()
+            for r in minutes:
+                if r["bucket"] >= start:
+                    agg.requests += int(r["requests"])
+                    agg.input += int(r["input_tokens"])
+                    agg.output += int(r["output_tokens"])
+                    agg.cache_creation += int(r["cache_creation"])
+                    agg.cache_read += int(r["cache_read"])
+                    agg.cost += r["cost"] or Decimal(0)
+            out.append(self._window_json(account, True, window_min, start, start + window, now, agg,
+                                         limit_for(account)))
+        if filters.account and not out:
+            out.append(self._window_json(filters.account, False, window_min, now - window, now, now, _Agg(),
+                                         limit_for(filters.account)))
+        out.sort(key=lambda w: (-w["totalTokens"], w["accountId"]))
+        return out
+
+    @staticmethod
+    def _window_json(account: str, active: bool, window_min: int, start: datetime, end: datetime,
+                     now: datetime, agg: _Agg, limit: int | None) -> dict[str, Any]:
+        t = agg.tokens
+        body: dict[str, Any] = {
+            "accountId": account,
+            "active": active,
+            "windowMinutes": window_min,
+            "windowStart": iso(start),
+            "windowEnd": iso(end),
+            "now": iso(now),
+            "totalInputTokens": t["input"],
+            "totalOutputTokens": t["output"],
+            "cacheCreationInputTokens": t["cacheCreation"],
+            "cacheReadInputTokens": t["cacheRead"],
+            "totalTokens": t["total"],
+            "totalRequests": agg.requests,
+            "costUsd": _f(agg.cost),
+        }
+        body.update(_projection(t["total"], start, end, now, limit))
+        if not active:
+            body["burnRatePerMinute"] = 0.0
+            body["projectedTotal"] = 0.0
+            body["projectedExhaustion"] = None
+        return body
+
+    async def token_usage_daily(self, days: int, today: date, filters: Filters,
+                                aggregate: bool) -> list[dict[str, Any]]:
+        start = datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), UTC)
+        end = datetime.combine(today + timedelta(days=1), datetime.min.time(), UTC)
+        args: list[Any] = [start, end]
+        where = filters.sql(args)
+        keys = "day, account_id, domain" + ("" if aggregate else ", model")
+        sql = f"""
+            SELECT (bucket AT TIME ZONE 'UTC')::date AS day, account_id, domain
+                   {"" if aggregate else ", model"}, {self._AGG_ROLLUP}
+            FROM api_requests_minute
+            WHERE bucket >= $1 AND bucket < $2{where}
+            GROUP BY {keys}
+            ORDER BY day DESC, account_id, domain{"" if aggregate else ", model"}"""
+        async with self._conn() as conn:
+            rows = await self._run(conn, "token_usage.daily", sql, *args)
+        out = []
+        for r in rows:
+            t = tokens_obj(r["input_tokens"], r["output_tokens"], r["cache_creation"], r["cache_read"])
+            item: dict[str, Any] = {"date": r["day"].isoformat(), "accountId": r["account_id"],
+                                    "domain": r["domain"]}
+            if not aggregate:
+                item["model"] = r["model"]
+            item.update({
+                "totalInputTokens": t["input"], "totalOutputTokens": t["output"],
+                "cacheCreationInputTokens": t["cacheCreation"], "cacheReadInputTokens": t["cacheRead"],
+                "totalTokens": t["total"], "totalRequests": int(r["requests"]), "errors": int(r["errors"]),
+                "costUsd": _f(r["cost"]), "unpricedRequests": int(r["unpriced"]),
+            })
+            out.append(item)
+        return out
+
+    # ---- timeseries --------------------------------------------------------------------------
+
+    async def timeseries(self, since: datetime, until: datetime, bucket_s: int,
+                         filters: Filters) -> dict[str, Any]:
+        start = floor_to(since, bucket_s)
+        args: list[Any] = [start, until, bucket_s]
+        sql = f"""
+            SELECT to_timestamp(floor(extract(epoch FROM bucket) / $3) * $3) AS t,
+                   {self._AGG_ROLLUP}, {_HIST_SUM_SQL} AS hist
+            FROM api_requests_minute
+            WHERE bucket >= $1 AND bucket < $2{filters.sql(args)}
+            GROUP BY 1"""
+        async with self._conn() as conn:
+            rows = await self._run(conn, "timeseries", sql, *args)
+        by_t: dict[datetime, _Agg] = {}
+        for r in rows:
+            agg = _Agg()
+            agg.add_row(r)
+            agg.hist = [int(x or 0) for x in r["hist"]]
+            by_t[r["t"]] = agg
+        points = []
+        t = start
+        step = timedelta(seconds=bucket_s)
+        while t < until:
+            agg = by_t.get(t, _Agg())
+            points.append({
+                "time": iso(t),
+                "requests": agg.requests,
+                "errors": agg.errors,
+                "errorRate": agg.error_rate,
+                "avgLatencyMs": _ms(agg.avg_latency),
+                "p50LatencyMs": _ms(percentile_from_hist(agg.hist, 0.5)),
+                "p95LatencyMs": _ms(percentile_from_hist(agg.hist, 0.95)),
+                "tokens": agg.tokens,
+                "costUsd": _f(agg.cost),
+                "unpricedRequests": agg.unpriced,
+            })
+            t += step
+        return {"since": iso(since), "until": iso(until), "bucketSeconds": bucket_s, "points": points}
+
+    # ---- requests ----------------------------------------------------------------------------
+
+    async def requests(self, limit: int, filters: Filters, status: str | int | None = None,
+                       before: tuple[datetime, uuid.UUID] | None = None,
+                       since: datetime | None = None, until: datetime | None = None,
+                       name: str = "requests.list") -> dict[str, Any]:
+        args: list[Any] = []
+        where = ["TRUE"]
+        if status == "error":
+            where.append(ERROR_SQL)
+        elif status == "ok":
+            where.append(f"NOT {ERROR_SQL}")
+        elif isinstance(status, int):
+            args.append(status)
+            where.append(f"status_code = ${len(args)}")
+        if since is not None:
+            args.append(since)
+            where.append(f"created_at >= ${len(args)}")
+        if until is not None:
+            args.append(until)
+            where.append(f"created_at < ${len(args)}")
+        if before is not None:
+            args.extend(before)
+            a, b = len(args) - 1, len(args)
+            where.append(f"created_at <= ${a} AND (created_at < ${a} OR id < ${b})")
+        args.append(limit + 1)
+        lim = len(args)
+        cond = " AND ".join(where) + filters.sql(args)
+        # $lim was appended before the filters; keep it bound by number, not position.
+        sql = f"""SELECT {_REQUEST_COLS} FROM api_requests WHERE {cond}
+                  ORDER BY created_at DESC, id DESC LIMIT ${lim}"""
+        async with self._conn() as conn:
+            rows = await self._run(conn, name, sql, *args)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more and rows else None
+        return {"requests": [request_row(r) for r in rows], "nextCursor": cursor}
+
+    async def request_detail(self, rid: uuid.UUID) -> dict[str, Any] | None:
+        async with self._conn() as conn:
+            rows = await self._run(conn, "requests.detail",
+                                   f"SELECT {_REQUEST_COLS} FROM api_requests WHERE id = $1 LIMIT 1", rid)
+            if not rows:
+                return None
+            row = rows[0]
+            bodies = await self._run(
+                conn, "requests.bodies",
+                """SELECT request_headers, response_headers, request_body, response_body
+                   FROM api_request_bodies WHERE request_uuid = $1 AND created_at = $2""",
+                rid, row["created_at"])
+        req = request_row(row)
+        body_json: dict[str, Any] | None = None
+        error_body: Any = None
+        if bodies:
+            b = bodies[0]
+            body_json = {
+                "requestHeaders": _headers(b["request_headers"]),
+                "responseHeaders": _headers(b["response_headers"]),
+                "requestBody": b["request_body"],
+                "responseBody": b["response_body"],
+            }
+            is_error = row["status_code"] >= 400 or row["error_type"] is not None
+            if is_error and b["response_body"] is not None:
+                try:
+                    error_body = orjson.loads(b["response_body"])
+                except orjson.JSONDecodeError:
+                    error_body = b["response_body"]
+        return {"request": req, "errorBody": error_body, "bodies": body_json}
+
+    # ---- errors ------------------------------------------------------------------------------
+
+    async def errors(self, since: datetime, until: datetime, filters: Filters, limit: int) -> dict[str, Any]:
+        args: list[Any] = [since, until]
+        sql = f"""
+            SELECT status_code, error_type, COUNT(*) AS count,
+                   ARRAY_AGG(DISTINCT domain) AS affected_domains,
+                   min(created_at) AS first_seen, max(created_at) AS last_seen
+            FROM api_requests
+            WHERE {ERROR_SQL} AND created_at >= $1 AND created_at < $2{filters.sql(args)}
+            GROUP BY status_code, error_type
+            ORDER BY count DESC, status_code, error_type"""
+        async with self._conn() as conn:
+            rows = await self._run(conn, "errors.groups", sql, *args)
+        groups = [{
+            "statusCode": r["status_code"],
+            "errorType": r["error_type"],
+            "count": int(r["count"]),
+            "affectedDomains": list(r["affected_domains"]),
+            "firstSeen": iso(r["first_seen"]),
+            "lastSeen": iso(r["last_seen"]),
+        } for r in rows]
+        recent = await self.requests(limit, filters, status="error", since=since, until=until,
+                                     name="errors.recent")
+        return {"since": iso(since), "until": iso(until), "totalErrors": sum(g["count"] for g in groups),
+                "groups": groups, "recent": recent["requests"]}
+
+    # ---- costs -------------------------------------------------------------------------------
+
+    async def costs(self, days: int, now: datetime, filters: Filters) -> dict[str, Any]:
+        today = now.astimezone(UTC).date()
+        range_start = today - timedelta(days=days - 1)
+        month_start = today.replace(day=1)
+        first = min(range_start, month_start)
+        args: list[Any] = [datetime.combine(first, datetime.min.time(), UTC),
+                           datetime.combine(today + timedelta(days=1), datetime.min.time(), UTC)]
+        sql = f"""
+            SELECT (bucket AT TIME ZONE 'UTC')::date AS day, model, sum(cost_usd) AS cost,
+                   sum(requests) AS requests, sum(unpriced_requests) AS unpriced
+            FROM api_requests_minute
+            WHERE bucket >= $1 AND bucket < $2{filters.sql(args)}
+            GROUP BY 1, 2"""
+        async with self._conn() as conn:
+            rows = await self._run(conn, "costs.daily", sql, *args)
+        daily: dict[date, list[asyncpg.Record]] = {}
+        mtd = Decimal(0)
+        for r in rows:
+            if r["day"] >= month_start:
+                mtd += r["cost"] or Decimal(0)
+            if r["day"] >= range_start:
+                daily.setdefault(r["day"], []).append(r)
+        by_model: dict[str, list[Any]] = {}
+        days_out = []
+        cumulative = Decimal(0)
+        for i in range(days):
+            d = range_start + timedelta(days=i)
+            day_rows = sorted(daily.get(d, []), key=lambda r: (-(r["cost"] or 0), r["model"]))
+            day_cost = sum((r["cost"] or Decimal(0) for r in day_rows), Decimal(0))
+            cumulative += day_cost
+            for r in day_rows:
+                m = by_model.setdefault(r["model"], [Decimal(0), 0, 0])
+                m[0] += r["cost"] or Decimal(0)
+                m[1] += int(r["requests"])
+                m[2] += int(r["unpriced"])
+            days_out.append({
+                "date": d.isoformat(),
+                "costUsd": _f(day_cost),
+                "cumulativeUsd": _f(cumulative),
+                "requests": sum(int(r["requests"]) for r in day_rows),
+                "byModel": [{"model": r["model"], "costUsd": _f(r["cost"]), "requests": int(r["requests"])}
+                            for r in day_rows],
+            })
+        month_start_dt = datetime.combine(month_start, datetime.min.time(), UTC)
+        next_month = (month_start.replace(day=28) + timedelta(days=4)).replace(day=1)
+        month_days = (next_month - month_start).days
+        elapsed_days = (now - month_start_dt).total_seconds() / 86400.0
+        projection = mtd if elapsed_days < 1 / 24 else mtd / Decimal(repr(elapsed_days)) * month_days
+        models_sorted = sorted(by_model.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
+        return {
+            "days": days,
+            "currency": "USD",
+            "totalCostUsd": _f(cumulative),
+            "todayUsd": days_out[-1]["costUsd"] if days_out else 0.0,
+            "monthToDateUsd": _f(mtd),
+            "monthElapsedDays": round(elapsed_days, 6),
+            "monthDays": month_days,
+            "monthEndProjectionUsd": _f(projection, 6),
+            "unpricedRequests": sum(v[2] for v in by_model.values()),
+            "daily": days_out,
+            "byModel": [{"model": m, "costUsd": _f(v[0]), "requests": v[1], "unpricedRequests": v[2]}
+                        for m, v in models_sorted],
+            "unpriced": [{"model": m, "requests": v[2]}
+                         for m, v in sorted(by_model.items(), key=lambda kv: (-kv[1][2], kv[0])) if v[2]],
+        }
+
+
+def _headers(value: Any) -> dict[str, str] | None:
+    """Stored headers, redacted again on the way out (defence in depth: old rows, other writers)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+    if not isinstance(value, dict):
+        return None
+    return redact_headers({str(k): str(v) for k, v in value.items()})
+

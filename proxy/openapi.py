@@ -1,0 +1,254 @@
+"""OpenAPI 3.1 description of the dashboard API, served at ``/api/openapi.json``.
+
+Written by hand next to ``docs/api.md`` (the prose contract) so that tools — schemathesis in
+the tests, client generators, API explorers — can check the running server against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_INT = {"type": "integer"}
+_NUM = {"type": "number"}
+_STR = {"type": "string"}
+_NUM_OR_NULL = {"type": ["number", "null"]}
+_STR_OR_NULL = {"type": ["string", "null"]}
+_TIME = {"type": "string", "format": "date-time"}
+_TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "required": list(props) if required is None else required}
+
+
+_TIME_DOC = ("ISO-8601 time (naive = UTC, a bare date = its midnight UTC) or a relative duration back "
+             "from now: <n>s|m|h|d|w, e.g. 15m, 1h, 24h, 7d. Within 400 days of now.")
+
+
+def _q(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _since(default: str) -> dict[str, Any]:
+    return _q("since", {"type": "string", "default": default}, "Start of the range. " + _TIME_DOC)
+
+
+_UNTIL = _q("until", _STR, "End of the range (default now). " + _TIME_DOC)
+_DOMAIN = _q("domain", {"type": "string", "maxLength": 512}, "Only requests to this domain (Host).")
+_ACCOUNT = _q("accountId", {"type": "string", "maxLength": 512}, "Only this account (alias: account).")
+_ACCOUNT_ALIAS = _q("account", {"type": "string", "maxLength": 512}, "Alias of accountId.")
+_MODEL = _q("model", {"type": "string", "maxLength": 512}, "Only this model.")
+_FILTERS = [_DOMAIN, _ACCOUNT, _ACCOUNT_ALIAS, _MODEL]
+_DAYS = _q("days", {"type": "integer", "minimum": 1, "maximum": 400, "default": 30},
+           "Today (UTC) and the days - 1 days before it.")
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+_COMMON_ERRORS = {
+    "400": _error_response("A query parameter is invalid; error.param names it."),
+    "401": _error_response("No dashboard key was sent."),
+    "403": _error_response("The dashboard key is wrong."),
+    "429": _error_response("Too many failed authentication attempts from this client (Retry-After)."),
+    "503": _error_response("The database is not reachable."),
+}
+
+
+def _get(summary: str, params: list[dict[str, Any]], schema: dict[str, Any],
+         extra: dict[str, Any] | None = None, secured: bool = True) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}}
+    if secured:
+        responses.update(_COMMON_ERRORS)
+    responses.update(extra or {})
+    op: dict[str, Any] = {"summary": summary, "parameters": params, "responses": responses}
+    if not secured:
+        op["security"] = []
+    return {"get": op}
+
+
+def _schemas() -> dict[str, Any]:
+    tokens = _obj({"input": _INT, "output": _INT, "cacheCreation": _INT, "cacheRead": _INT, "total": _INT})
+    group = {
+        "requests": _INT, "errors": _INT, "errorRate": _NUM, "tokens": _ref("Tokens"), "costUsd": _NUM,
+        "unpricedRequests": _INT, "avgLatencyMs": _NUM_OR_NULL, "p95LatencyMs": _NUM_OR_NULL,
+    }
+    request_row = _obj({
+        "id": {"type": "string", "format": "uuid"}, "time": _TIME, "requestId": _STR_OR_NULL, "domain": _STR,
+        "accountId": _STR_OR_NULL, "method": _STR, "path": _STR, "model": _STR_OR_NULL, "stream": {"type": "boolean"},
+        "status": _INT, "errorType": _STR_OR_NULL, "errorMessage": _STR_OR_NULL, "latencyMs": _NUM_OR_NULL,
+        "ttftMs": _NUM_OR_NULL, "tokens": _ref("Tokens"), "costUsd": _NUM_OR_NULL, "requestType": _STR,
+        "countedTokens": {"type": ["integer", "null"]}, "instanceId": _STR_OR_NULL,
+    })
+    window = _obj({
+        "accountId": _STR, "active": {"type": "boolean"}, "windowMinutes": _INT, "windowStart": _TIME,
+        "windowEnd": _TIME, "now": _TIME, "totalInputTokens": _INT, "totalOutputTokens": _INT,
+        "cacheCreationInputTokens": _INT, "cacheReadInputTokens": _INT, "totalTokens": _INT,
+        "totalRequests": _INT, "costUsd": _NUM, "burnRatePerMinute": _NUM, "projectedTotal": _NUM,
+        "tokenLimit": {"type": ["integer", "null"]}, "percentOfLimit": _NUM_OR_NULL,
+        "projectedExhaustion": _TIME_OR_NULL, "minutesRemaining": _NUM,
+    })
+    headers = {"type": ["object", "null"], "additionalProperties": {"type": "string"}}
+    return {
+        "Error": _obj({"error": _obj({"type": _STR, "message": _STR, "param": _STR}, ["type", "message"])}),
+        "Tokens": tokens,
+        "RequestRow": request_row,
+        "TokenWindow": window,
+        "Health": _obj({"status": {"enum": ["ok", "degraded"]},
+                        "database": {"enum": ["connected", "disconnected"]}}),
+        "Info": _obj({"name": _STR, "version": _STR, "instanceId": _STR, "startedAt": _TIME,
+                      "uptimeSeconds": _NUM, "now": _TIME, "database": {"enum": ["connected", "disconnected"]},
+                      "sseSubscribers": _INT, "slowQueryThresholdMs": _NUM}),
+        "Stats": _obj({
+            "since": _TIME, "until": _TIME, "totalRequests": _INT, "errorCount": _INT, "errorRate": _NUM,
+            "tokens": _ref("Tokens"),
+            "latencyMs": _obj({"avg": _NUM_OR_NULL, "p50": _NUM_OR_NULL, "p95": _NUM_OR_NULL,
+                               "p99": _NUM_OR_NULL, "method": {"enum": ["exact", "histogram"]}}),
+            "costUsd": _NUM, "unpricedRequests": _INT, "requestsPerMinute": _INT,
+            "byModel": {"type": "array", "items": _obj({"model": _STR, **group})},
+            "byDomain": {"type": "array", "items": _obj({"domain": _STR, **group})},
+        }),
+        "TokenUsageCurrent": {"oneOf": [
+            _ref("TokenWindow"),
+            _obj({"windowMinutes": _INT, "now": _TIME,
+                  "accounts": {"type": "array", "items": _ref("TokenWindow")}}),
+        ]},
+        "TokenUsageDaily": _obj({
+            "days": _INT, "aggregate": {"type": "boolean"},
+            "usage": {"type": "array", "items": _obj({
+                "date": {"type": "string", "format": "date"}, "accountId": _STR, "domain": _STR, "model": _STR,
+                "totalInputTokens": _INT, "totalOutputTokens": _INT, "cacheCreationInputTokens": _INT,
+                "cacheReadInputTokens": _INT, "totalTokens": _INT, "totalRequests": _INT, "errors": _INT,
+                "costUsd": _NUM, "unpricedRequests": _INT,
+            }, ["date", "accountId", "domain", "totalInputTokens", "totalOutputTokens", "totalTokens",
+                "totalRequests", "costUsd"])},
+        }),
+        "Timeseries": _obj({
+            "since": _TIME, "until": _TIME, "bucketSeconds": _INT,
+            "points": {"type": "array", "items": _obj({
+                "time": _TIME, "requests": _INT, "errors": _INT, "errorRate": _NUM,
+                "avgLatencyMs": _NUM_OR_NULL, "p50LatencyMs": _NUM_OR_NULL, "p95LatencyMs": _NUM_OR_NULL,
+                "tokens": _ref("Tokens"), "costUsd": _NUM, "unpricedRequests": _INT,
+            })},
+        }),
+        "RequestList": _obj({"requests": {"type": "array", "items": _ref("RequestRow")},
+                             "nextCursor": _STR_OR_NULL}),
+        "RequestDetail": _obj({
+            "request": _ref("RequestRow"),
+            "errorBody": {},
+            "bodies": {"type": ["object", "null"], "properties": {
+                "requestHeaders": headers, "responseHeaders": headers,
+                "requestBody": _STR_OR_NULL, "responseBody": _STR_OR_NULL}},
+        }),
+        "Errors": _obj({
+            "since": _TIME, "until": _TIME, "totalErrors": _INT,
+            "groups": {"type": "array", "items": _obj({
+                "statusCode": _INT, "errorType": _STR_OR_NULL, "count": _INT,
+                "affectedDomains": {"type": "array", "items": _STR}, "firstSeen": _TIME, "lastSeen": _TIME})},
+            "recent": {"type": "array", "items": _ref("RequestRow")},
+        }),
+        "Costs": _obj({
+            "days": _INT, "currency": {"const": "USD"}, "totalCostUsd": _NUM, "todayUsd": _NUM,
+            "monthToDateUsd": _NUM, "monthElapsedDays": _NUM, "monthDays": _INT,
+            "monthEndProjectionUsd": _NUM, "unpricedRequests": _INT,
+            "daily": {"type": "array", "items": _obj({
+                "date": {"type": "string", "format": "date"}, "costUsd": _NUM, "cumulativeUsd": _NUM,
+                "requests": _INT,
+                "byModel": {"type": "array", "items": _obj({"model": _STR, "costUsd": _NUM, "requests": _INT})},
+            })},
+            "byModel": {"type": "array", "items": _obj({"model": _STR, "costUsd": _NUM, "requests": _INT,
+                                                        "unpricedRequests": _INT})},
+            "unpriced": {"type": "array", "items": _obj({"model": _STR, "requests": _INT})},
+        }),
+    }
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    """The whole description; cheap to build, so built per call (no shared mutable state)."""
+    paths: dict[str, Any] = {
+        "/health": _get("Liveness and database state (open, no key).", [], _ref("Health"),
+                        {"503": {"description": "Database disconnected",
+                                 "content": {"application/json": {"schema": _ref("Health")}}}},
+                        secured=False),
+        "/api/info": _get("Process info for the monitor's header.", [], _ref("Info")),
+        "/api/stats": _get("Totals, latency percentiles, cost and breakdowns for a time range.",
+                           [_since("24h"), _UNTIL, *_FILTERS], _ref("Stats")),
+        "/api/token-usage/current": _get(
+            "Current usage window per account (or one account), with burn rate and projection.",
+            [_ACCOUNT, _ACCOUNT_ALIAS, _DOMAIN,
+             _q("window", {"type": "integer", "minimum": 1, "maximum": 10080, "default": 300},
+                "Window length in minutes.")],
+            _ref("TokenUsageCurrent")),
+        "/api/token-usage/daily": _get(
+            "Daily token usage and cost per account and domain (and model unless aggregate).",
+            [_ACCOUNT, _ACCOUNT_ALIAS, _DOMAIN, _DAYS,
+             _q("aggregate", {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]},
+                "Merge models into one row per date, account and domain.")],
+            _ref("TokenUsageDaily")),
+        "/api/timeseries": _get(
+            "Per-bucket requests, errors, latency percentiles, tokens and cost (zero-filled).",
+            [_since("1h"), _UNTIL, *_FILTERS,
+             _q("bucket", {"type": "integer", "minimum": 60, "maximum": 86400, "multipleOf": 60, "default": 60},
+                "Bucket width in seconds (multiple of 60); at most 2000 buckets per range.")],
+            _ref("Timeseries")),
+        "/api/requests": _get(
+            "Recorded requests, newest first, cursor-paged.",
+            [_q("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "Page size."),
+             _q("before", _STR, "Cursor: nextCursor of the previous page."),
+             _q("status", {"type": "string", "pattern": "^(error|errors|ok|[1-5][0-9][0-9])$"},
+                "error, ok, or an HTTP status code."),
+             _q("since", _STR, "Optional start. " + _TIME_DOC), _UNTIL, *_FILTERS],
+            _ref("RequestList")),
+        "/api/requests/{id}": _get(
+            "One request with its error body and stored (redacted) headers and bodies.",
+            [{"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}],
+            _ref("RequestDetail"), {"404": _error_response("No request with this id.")}),
+        "/api/errors": _get(
+            "Errors by status code and error type with affected domains, and the newest error rows.",
+            [_since("24h"), _UNTIL, *_FILTERS,
+             _q("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "Recent rows.")],
+            _ref("Errors")),
+        "/api/costs": _get("Cost by day and model, cumulative, month to date and month-end projection.",
+                           [_DAYS, _DOMAIN, _ACCOUNT, _ACCOUNT_ALIAS], _ref("Costs")),
+        "/api/sse": {"get": {
+            "summary": "Live stream: request and alert events, heartbeats; honours Last-Event-ID.",
+            "parameters": [
+                _q("lastEventId", {"type": "string", "pattern": "^[0-9]{1,18}$"}, "Replay events after this id."),
+                {"name": "Last-Event-ID", "in": "header", "required": False,
+                 "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}},
+            ],
+            "responses": {"200": {"description": "An endless text/event-stream",
+                                  "content": {"text/event-stream": {"schema": _STR}}}, **_COMMON_ERRORS},
+        }},
+        "/api/alerts": {"get": {
+            "summary": "Active and recent alerts (served by the alerts blueprint).",
+            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
+                "type": "object"}}}}, **_COMMON_ERRORS},
+        }},
+        "/api/openapi.json": {"get": {
+            "summary": "This document.",
+            "responses": {"200": {"description": "OK",
+                                  "content": {"application/json": {"schema": {"type": "object"}}}},
+                          **{k: v for k, v in _COMMON_ERRORS.items() if k != "400" and k != "503"}},
+        }},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Claude Nexus Monitor dashboard API", "version": version,
+                 "description": "See docs/api.md for the prose contract."},
+        "servers": [{"url": "/"}],
+        "security": [{"dashboardKey": []}, {"bearer": []}],
+        "components": {
+            "securitySchemes": {
+                "dashboardKey": {"type": "apiKey", "in": "header", "name": "X-Dashboard-Key"},
+                "bearer": {"type": "http", "scheme": "bearer"},
+            },
+            "schemas": _schemas(),
+        },
+        "paths": paths,
+    }
