@@ -1,0 +1,569 @@
+"""``nexus tui``: the live monitor.
+
+Shape (after dolphie): one poll loop, re-armed with ``set_timer`` only after the previous poll
+finished, so polls never pile up behind a slow API; each poll fetches only the data sources of
+panels that are on screen, each at its own cadence; the SSE stream runs in its own task and
+fills a bounded buffer that a short UI tick drains in batches. All widget updates happen on the
+UI's event loop; nothing here ever awaits the network on the UI's behalf outside a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer
+
+from tui.client import (
+    DEFAULT_URL,
+    Alert,
+    ApiAuthError,
+    ApiError,
+    ApiUnreachable,
+    DashboardClient,
+    EventStream,
+    Query,
+    StreamState,
+    next_range,
+)
+from tui.panels import Panel
+from tui.panels.costs import CostsPanel
+from tui.panels.errors import ErrorsPanel
+from tui.panels.header import AlertBanner, StatsStrip, StatusBar, status_text
+from tui.panels.latency import LatencyChart
+from tui.panels.log import RequestLog
+from tui.panels.rate import RateChart
+from tui.panels.windows import TokenWindowsPanel
+from tui.screens.alerts import AlertsScreen
+from tui.screens.filter import FilterScreen
+from tui.screens.help import HelpScreen
+from tui.screens.request import RequestScreen
+
+# source -> seconds between fetches. Cheap, fast-moving numbers often; costs rarely.
+SOURCE_INTERVALS: dict[str, float] = {
+    "stats": 3.0,
+    "timeseries": 5.0,
+    "windows": 5.0,
+    "errors": 5.0,
+    "costs": 15.0,
+    "alerts": 10.0,
+    "info": 30.0,
+}
+ALWAYS = ("info", "alerts")  # the header and the banner are always on screen
+
+
+class NexusApp(App[int]):
+    """The dashboard. ``client_factory`` lets tests swap the transport; nothing else is faked."""
+
+    CSS_PATH = "nexus.tcss"
+    TITLE = "Claude Nexus Monitor"
+    ENABLE_COMMAND_PALETTE = True
+    # Textual sets these classes on the screen as the terminal resizes; nexus.tcss reflows on them.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-tiny"), (20, "-short"), (32, "-tall")]
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("t", "cycle_range", "Range"),
+        Binding("p", "toggle_pause", "Pause"),
+        Binding("e", "export", "Export"),
+        Binding("a", "alerts", "Alerts"),
+        Binding("r", "refresh", "Refresh", show=False),
+        Binding("tab", "focus_next", "Next panel", show=False),
+        Binding("shift+tab", "focus_previous", "Prev panel", show=False),
+    ]
+
+    def __init__(self, url: str = DEFAULT_URL, key: str | None = None, *, query: Query | None = None,
+                 poll_interval: float = 1.0, tick: float = 0.5, stream: bool = True,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 now: Callable[[], datetime] | None = None, export_dir: Path | None = None,
+                 watch_terminal: bool = True, exit_after: float | None = None) -> None:
+        super().__init__()
+        self.exit_after = exit_after
+        self.url = url
+        self.key = key
+        self.q = query or Query()
+        self.poll_interval = poll_interval
+        self.tick_interval = tick
+        self.use_stream = stream
+        self.transport = transport
+        self.now = now or (lambda: datetime.now(UTC))
+        self.export_dir = export_dir or Path.cwd()
+        self.watch_terminal = watch_terminal
+        self.client: DashboardClient | None = None
+        self.stream: EventStream | None = None
+        self.data: dict[str, Any] = {"query": self.q}
+        self.fetched_at: dict[str, float] = {}
+        self.alerts: dict[str, Alert] = {}
+        self.paused = False
+        self.api_down = False
+        self.api_message = "connecting…"
+        self.auth_error: str | None = None
+        self.poll_failures = 0
+        self.next_poll_at: float | None = None
+        self.polls = 0
+        self.last_export: list[Path] = []
+        self._polling = False
+        self._force_next = False
+        self._poll_timer: Any = None
+        self._info_at: float | None = None
+        self._frozen: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        yield AlertBanner(id="alert-banner")
+        yield StatsStrip(id="stats")
+        with Horizontal(id="charts"):
+            yield RateChart(id="rate")
+            yield LatencyChart(id="latency")
+        with Horizontal(id="middle"):
+            yield TokenWindowsPanel(id="windows")
+            yield CostsPanel(id="costs")
+        with Horizontal(id="bottom"):
+            yield RequestLog(id="log")
+            yield ErrorsPanel(id="errors")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.client = DashboardClient(self.url, self.key, transport=self.transport)
+        self.query_one("#alert-banner", AlertBanner).display = False
+        if self.use_stream:
+            self.stream = self.client.stream(on_change=self._on_stream_change, on_alert=self._on_alert)
+            self.stream.start()
+        self.set_interval(self.tick_interval, self._tick, name="ui-tick")
+        self.set_interval(1.0, self._header_tick, name="header-tick")
+        self._start_poll(force=True)
+        self.query_one("#log", RequestLog).focus()
+        if self.watch_terminal and not self.is_headless:
+            self._install_terminal_watch()
+        if self.exit_after is not None:
+            self.set_timer(self.exit_after, lambda: self.exit(0), name="exit-after")
+
+    async def on_unmount(self) -> None:
+        if self.stream is not None:
+            await self.stream.stop()
+        if self.client is not None:
+            await self.client.aclose()
+
+    @property
+    def panels(self) -> list[Panel]:
+        return [w for w in self.screen.query("*") if isinstance(w, Panel)] if self._main_active() else []
+
+    def _main_active(self) -> bool:
+        return len(self.screen_stack) == 1
+
+    # ------------------------------------------------------------------ polling
+
+    def _start_poll(self, force: bool = False) -> None:
+        """Run one poll now, unless one is in flight: then ask it to go again when done."""
+        if self._polling:
+            self._force_next = self._force_next or force
+            return
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+            self._poll_timer = None
+        self._polling = True
+        self.run_worker(self._poll(force), group="poll", exit_on_error=False)
+
+    def _due_sources(self, force: bool) -> list[str]:
+        wanted: set[str] = set(ALWAYS)
+        for panel in self.panels:
+            if panel.panel_visible():
+                wanted.update(panel.SOURCES)
+        now = time.monotonic()
+        return [s for s in SOURCE_INTERVALS if s in wanted and (
+            force or now - self.fetched_at.get(s, -1e9) >= SOURCE_INTERVALS[s] * 0.95)]
+
+    async def _fetch(self, source: str, q: Query) -> Any:
+        c = self.client
+        assert c is not None
+        if source == "stats":
+            return await c.stats(q)
+        if source == "timeseries":
+            return await c.timeseries(q)
+        if source == "windows":
+            return await c.token_windows(q)
+        if source == "errors":
+            return await c.errors(q)
+        if source == "costs":
+            return await c.costs(q)
+        if source == "info":
+            return await c.info()
+        if source == "alerts":
+            try:
+                return await c.alerts()
+            except ApiError as exc:
+                if exc.status == 404:  # no alerts blueprint on this server: not an outage
+                    return []
+                raise
+        raise KeyError(source)
+
+    async def _poll(self, force: bool) -> None:
+        ok = True
+        try:
+            q = self.q
+            sources = self._due_sources(force)
+            results = await asyncio.gather(*(self._fetch(s, q) for s in sources), return_exceptions=True)
+            if q != self.q:  # the user changed range/filter meanwhile: these answers are stale
+                self._force_next = True
+            else:
+                self._absorb(sources, results)
+                ok = not self.api_down and self.auth_error is None
+            self.polls += 1
+        except Exception as exc:  # a bug in a panel must not kill the poll loop
+            self.api_message = f"poll error: {exc}"
+            ok = False
+        finally:
+            self._polling = False
+            if self._force_next:
+                self._force_next = False
+                self._start_poll(force=True)
+            else:
+                self._arm_poll(ok)
+
+    def _arm_poll(self, ok: bool) -> None:
+        if ok:
+            self.poll_failures = 0
+            delay = self.poll_interval
+        else:
+            self.poll_failures += 1
+            delay = min(15.0, 0.5 * 2 ** min(self.poll_failures, 5))
+        self.next_poll_at = time.monotonic() + delay
+        self._poll_timer = self.set_timer(delay, lambda: self._start_poll(force=not ok), name="poll")
+
+    def _absorb(self, sources: list[str], results: list[Any]) -> None:
+        now = time.monotonic()
+        down: str | None = None
+        auth: str | None = None
+        for source, result in zip(sources, results, strict=True):
+            if isinstance(result, ApiAuthError):
+                auth = str(result)
+            elif isinstance(result, ApiUnreachable):
+                down = str(result)
+            elif isinstance(result, ApiError):
+                if result.status == 503:
+                    down = "database unavailable (503)"
+                else:
+                    self.log.warning(f"{source}: {result}")
+                self.fetched_at[source] = now  # don't hammer a route that answers 4xx
+            elif isinstance(result, BaseException):
+                self.log.error(f"{source}: {result!r}")
+            else:
+                self.data[source] = result
+                self.fetched_at[source] = now
+                if source == "info":
+                    self._info_at = now
+                elif source == "alerts":
+                    for a in result:
+                        self.alerts[a.id] = a
+        self.auth_error = auth
+        self.api_down = down is not None
+        self.api_message = down or "ok"
+        if not self.paused:
+            self._show_panels()
+        self.query_one("#alert-banner", AlertBanner).show_alerts(list(self.alerts.values()))
+        self._header_tick()
+
+    def _show_panels(self) -> None:
+        self.data["query"] = self.q
+        for panel in self.panels:
+            if panel.panel_visible():
+                try:
+                    panel.show(self.data)
+                except Exception as exc:  # one broken panel must not blank the others
+                    self.log.error(f"{type(panel).__name__}.show: {exc!r}")
+
+    # ------------------------------------------------------------------ the stream
+
+    def _on_stream_change(self, state: StreamState) -> None:
+        # Called from the stream task (same loop): just redraw the header.
+        with contextlib.suppress(Exception):
+            self._header_tick()
+
+    def _on_alert(self, alert: Alert) -> None:
+        self.alerts[alert.id] = alert
+        self.query_one("#alert-banner", AlertBanner).show_alerts(list(self.alerts.values()))
+        if alert.firing:
+            self.notify(f"{alert.rule}: {alert.message}", title="Alert", severity="error", timeout=10)
+
+    def _tick(self) -> None:
+        """Drain what the stream buffered since the last tick, unless paused."""
+        if self.paused or self.stream is None or not self.stream.requests:
+            return
+        events = [e for e in self.stream.drain() if self.q.matches(e)]
+        if not events:
+            return
+        self.query_one("#log", RequestLog).append(events)
+        errors = [e for e in events if e.is_error]
+        if errors:
+            panel = self.query_one("#errors", ErrorsPanel)
+            panel.merge(errors, self.q)
+            if self._main_active():
+                panel.show({"query": self.q})
+
+    def _header_tick(self) -> None:
+        st = self.stream.state if self.stream is not None else None
+        info = self.data.get("info")
+        uptime = None
+        if info is not None and info.uptime_s is not None and self._info_at is not None:
+            uptime = info.uptime_s + (time.monotonic() - self._info_at)
+        if self.auth_error or (st is not None and st.auth_failed):
+            text = status_text(connected=False, message=self.auth_error or (st.message if st else ""),
+                               retry_in=None, auth_failed=True, uptime_s=uptime, time_range=self.q.time_range,
+                               filter_text=self.q.filter_text, paused=self.paused,
+                               buffered=self._buffered(), url=self.url)
+        else:
+            stream_ok = st is None or st.connected
+            connected = stream_ok and not self.api_down and self.polls > 0
+            if not connected:
+                retry_at = None
+                if self.api_down and self.next_poll_at is not None:
+                    retry_at = self.next_poll_at
+                elif st is not None and st.retry_at is not None:
+                    retry_at = st.retry_at
+                retry_in = None if retry_at is None else retry_at - time.monotonic()
+                msg = "connecting…" if self.polls == 0 and not self.api_down else "disconnected"
+                if self.api_down and "database" in self.api_message:
+                    msg = self.api_message
+                text = status_text(connected=False, message=msg, retry_in=retry_in, auth_failed=False,
+                                   uptime_s=uptime, time_range=self.q.time_range,
+                                   filter_text=self.q.filter_text, paused=self.paused,
+                                   buffered=self._buffered(), url=self.url)
+            else:
+                text = status_text(connected=True, message="live", retry_in=None, auth_failed=False,
+                                   uptime_s=uptime, time_range=self.q.time_range,
+                                   filter_text=self.q.filter_text, paused=self.paused,
+                                   buffered=self._buffered(), url=self.url)
+        self.query_one("#status", StatusBar).set_text(text)
+
+    def _buffered(self) -> int:
+        return len(self.stream.requests) if self.stream is not None else 0
+
+    @property
+    def connected(self) -> bool:
+        st = self.stream.state if self.stream is not None else None
+        return (st is None or st.connected) and not self.api_down and self.auth_error is None
+
+    # ------------------------------------------------------------------ actions
+
+    def set_query(self, q: Query) -> None:
+        """New range or filter: forget what no longer applies and poll at once."""
+        if q == self.q:
+            return
+        filters_changed = (q.domain, q.account, q.model) != (self.q.domain, self.q.account, self.q.model)
+        self.q = q
+        self.data = {"query": q, "info": self.data.get("info"), "alerts": self.data.get("alerts")}
+        self.fetched_at.clear()
+        errors = self.query_one("#errors", ErrorsPanel)
+        errors.reset()
+        if filters_changed:
+            self.query_one("#log", RequestLog).reset()
+        self._header_tick()
+        self._start_poll(force=True)
+
+    def action_cycle_range(self) -> None:
+        q = self.q
+        self.set_query(Query(time_range=next_range(q.time_range), domain=q.domain, account=q.account,
+                             model=q.model))
+        self.notify(f"time range: {self.q.time_range}", timeout=2)
+
+    def action_filter(self) -> None:
+        stats = self.data.get("stats")
+        suggestions: dict[str, list[str]] = {}
+        if stats is not None:
+            suggestions["domain"] = [b.key for b in stats.by_domain if b.key]
+            suggestions["model"] = [b.key for b in stats.by_model if b.key]
+        windows = self.data.get("windows") or []
+        suggestions["account"] = [w.account_id for w in windows if w.account_id]
+
+        def done(result: Query | None) -> None:
+            if result is not None:
+                self.set_query(result)
+
+        self.push_screen(FilterScreen(self.q, suggestions), done)
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        if not self.paused:
+            self._tick()
+            self._show_panels()
+        self._header_tick()
+
+    def action_refresh(self) -> None:
+        if self.stream is not None:
+            self.stream.retry_now()
+        self._start_poll(force=True)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_alerts(self) -> None:
+        self.push_screen(AlertsScreen(list(self.alerts.values())))
+
+    def action_export(self) -> None:
+        self.run_worker(self._export(), group="export", exit_on_error=False)
+
+    async def _export(self) -> list[Path]:
+        """SVG of the screen as it is now, plus a JSON snapshot of the API, into ``export_dir``."""
+        from tui.export import snapshot_json, write_json
+
+        stamp = self.now().astimezone().strftime("%Y%m%d-%H%M%S")
+        svg = self._save_svg(stamp)
+        paths = [svg]
+        assert self.client is not None
+        try:
+            snap = await snapshot_json(self.client, self.q)
+        except ApiError as exc:
+            self.notify(f"saved {svg} (JSON skipped: {exc})", title="Export", severity="warning", timeout=8)
+            self.last_export = paths
+            return paths
+        json_path = write_json(self.export_dir / f"nexus-{stamp}.json", snap)
+        paths.append(json_path)
+        self.last_export = paths
+        self.notify("\n".join(str(p) for p in paths), title="Exported", timeout=8)
+        return paths
+
+    def _save_svg(self, stamp: str) -> Path:
+        self.export_dir.mkdir(parents=True, exist_ok=True)
+        return Path(self.save_screenshot(filename=f"nexus-{stamp}.svg", path=str(self.export_dir))).resolve()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        table = event.data_table
+        rid = event.row_key.value
+        if rid is None:
+            return
+        if isinstance(table, (RequestLog, ErrorsPanel)):
+            assert self.client is not None
+            self.push_screen(RequestScreen(self.client, str(rid)))
+        elif isinstance(table, TokenWindowsPanel) and rid != "-":
+            q = self.q
+            account = None if q.account == rid else str(rid)
+            self.set_query(Query(time_range=q.time_range, domain=q.domain, account=account, model=q.model))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Filter", "Filter by domain, account or model (/)", self.action_filter)
+        yield SystemCommand("Time range", "Cycle 15m / 1h / 6h / 24h / 7d (t)", self.action_cycle_range)
+        yield SystemCommand("Pause / resume", "Freeze the view; the stream keeps buffering (p)",
+                            self.action_toggle_pause)
+        yield SystemCommand("Export", "SVG + JSON snapshot into the current directory (e)",
+                            self.action_export)
+        yield SystemCommand("Alerts", "Firing and recent alerts (a)", self.action_alerts)
+        yield SystemCommand("Refresh", "Poll now and reconnect the stream (r)", self.action_refresh)
+        yield SystemCommand("Help", "Every key (?)", self.action_help)
+        yield SystemCommand("Open selected request", "Drill into the request under the cursor (Enter)",
+                            self._open_selected)
+        yield SystemCommand("Clear filter", "Show every domain, account and model",
+                            lambda: self.set_query(Query(time_range=self.q.time_range)))
+
+    def _open_selected(self) -> None:
+        for table in (self.query_one("#errors", ErrorsPanel), self.query_one("#log", RequestLog)):
+            rid = table.current_id
+            if rid and self.client is not None:
+                self.push_screen(RequestScreen(self.client, rid))
+                return
+        self.notify("no request selected", severity="warning")
+
+    # ------------------------------------------------------------------ terminal loss
+
+    def _install_terminal_watch(self) -> None:
+        """Exit when the terminal goes away, so an SSH drop never leaves a process spinning."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._terminal_gone)
+        self.set_interval(2.0, self._check_terminal, name="terminal-watch")
+
+    def _check_terminal(self) -> None:
+        if terminal_gone():
+            self._terminal_gone()
+
+    def _terminal_gone(self) -> None:
+        self.exit(0)
+
+
+def terminal_gone(fd: int | None = None) -> bool:
+    """True when our controlling terminal hung up (or stdin hit EOF / was closed)."""
+    if fd is None:
+        try:
+            fd = sys.__stdin__.fileno() if sys.__stdin__ else 0
+        except (ValueError, OSError):
+            return True
+    try:
+        p = select.poll()
+        p.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR | select.POLLNVAL)
+        for _, ev in p.poll(0):
+            if ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                return True
+    except (OSError, ValueError):
+        return True
+    return False
+
+
+# ---------------------------------------------------------------------- command line
+
+
+def resolve_target(args: Any, settings: Any) -> tuple[str, str]:
+    """The URL and key to use, or a one-line CommandError saying what is missing."""
+    from nexus.cli import CommandError
+    from tui.client import find_key
+
+    url = getattr(args, "url", None) or f"http://127.0.0.1:{settings.dashboard_port}"
+    key = find_key(settings.data_dir, getattr(args, "key", None), settings.dashboard_api_key)
+    if not key:
+        raise CommandError(f"no dashboard key: pass --key, set DASHBOARD_API_KEY, or run on the proxy's "
+                           f"machine (looked in {settings.data_dir / 'dashboard.key'})")
+    return url.rstrip("/"), key
+
+
+async def preflight(url: str, key: str) -> str | None:
+    """Check the key before drawing anything; an unreachable API is fine (the TUI retries)."""
+    async with DashboardClient(url, key, timeout=3.0) as c:
+        try:
+            await c.info()
+        except ApiAuthError as exc:
+            return str(exc)
+        except ApiError:
+            return None
+    return None
+
+
+def cli_main(args: Any, settings: Any) -> int:
+    from nexus.cli import CommandError
+
+    url, key = resolve_target(args, settings)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise CommandError("nexus tui needs a terminal (use 'nexus export' for scripts)")
+    problem = asyncio.run(preflight(url, key))
+    if problem:
+        raise CommandError(problem)
+    app = NexusApp(url, key)
+    app.run()
+    return 0
+
+
+def run_attached(url: str, key: str, duration: float | None = None) -> int:
+    """Used by ``nexus demo``: the same app, already-known URL and key."""
+    app = NexusApp(url, key, exit_after=duration)
+    app.run()
+    return int(app.return_code or 0)
+
+
+__all__ = ["NexusApp", "cli_main", "run_attached", "terminal_gone"]

@@ -1,0 +1,156 @@
+"""``nexus export`` and the ``e`` key: a snapshot of what the monitor shows, for scripts and bug reports.
+
+- ``json``: stats, token windows, costs and recent errors for a time range, exactly as the API
+  returned them (raw JSON, so nothing is lost in our parsing), plus the range and the time taken.
+- ``csv``: every request of the range, paging through ``/api/requests`` with its cursor.
+- ``svg``: the TUI itself rendered headlessly (``App.run_test``) against the live API.
+
+Textual is imported only for ``svg``, so JSON/CSV exports start fast and work without a UI stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tui.client import TIME_RANGES, ApiAuthError, ApiError, ApiUnreachable, DashboardClient, Query
+
+CSV_COLUMNS = [
+    "id", "time", "requestId", "domain", "accountId", "method", "path", "model", "stream", "status",
+    "errorType", "errorMessage", "latencyMs", "ttftMs", "inputTokens", "outputTokens",
+    "cacheCreationTokens", "cacheReadTokens", "totalTokens", "costUsd", "requestType",
+]
+
+
+async def snapshot_json(client: DashboardClient, q: Query) -> dict[str, Any]:
+    """Everything the dashboard shows for ``q``, raw from the API, fetched concurrently."""
+    params = {k: v for k, v in q.params().items() if v}
+    since = {"since": q.time_range}
+    stats, windows, costs, errors, info = await asyncio.gather(
+        client.get_json("/api/stats", {**since, **params}),
+        client.get_json("/api/token-usage/current", {"window": 300, "accountId": q.account,
+                                                     "domain": q.domain}),
+        client.get_json("/api/costs", {"days": 31, "domain": q.domain, "accountId": q.account}),
+        client.get_json("/api/errors", {**since, **params, "limit": 100}),
+        client.get_json("/api/info"),
+    )
+    return {
+        "exportedAt": datetime.now(UTC).isoformat(),
+        "source": client.base_url,
+        "timeRange": {"name": q.time_range, "seconds": q.seconds, "since": stats.get("since"),
+                      "until": stats.get("until")},
+        "filters": params,
+        "info": info,
+        "stats": stats,
+        "tokenWindows": windows,
+        "costs": costs,
+        "errors": errors,
+    }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return path.resolve()
+
+
+def _csv_row(r: dict[str, Any]) -> list[Any]:
+    t = r.get("tokens") or {}
+    return [r.get("id"), r.get("time"), r.get("requestId"), r.get("domain"), r.get("accountId"),
+            r.get("method"), r.get("path"), r.get("model"), r.get("stream"), r.get("status"),
+            r.get("errorType"), r.get("errorMessage"), r.get("latencyMs"), r.get("ttftMs"),
+            t.get("input"), t.get("output"), t.get("cacheCreation"), t.get("cacheRead"), t.get("total"),
+            r.get("costUsd"), r.get("requestType")]
+
+
+async def write_csv(client: DashboardClient, q: Query, path: Path, page: int = 500,
+                    max_rows: int | None = None) -> int:
+    """Requests of the range, newest first, every page; returns the row count."""
+    params = {k: v for k, v in q.params().items() if v}
+    count = 0
+    before: str | None = None
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(CSV_COLUMNS)
+        while True:
+            data = await client.get_json("/api/requests", {"limit": page, "before": before,
+                                                           "since": q.time_range, **params})
+            rows = data.get("requests") or []
+            for r in rows:
+                w.writerow(_csv_row(r))
+                count += 1
+                if max_rows is not None and count >= max_rows:
+                    return count
+            before = data.get("nextCursor")
+            if not before or not rows:
+                return count
+
+
+async def render_svg(url: str, key: str, q: Query, path: Path, size: tuple[int, int] = (120, 40),
+                     settle: float = 1.5) -> Path:
+    """The TUI rendered off-screen against the live API, after its first poll and a stream tick."""
+    from tui.app import NexusApp
+
+    app = NexusApp(url, key, query=q, watch_terminal=False)
+    async with app.run_test(size=size) as pilot:
+        deadline = asyncio.get_running_loop().time() + 10
+        while app.polls == 0 and asyncio.get_running_loop().time() < deadline:
+            await pilot.pause(0.05)
+        await pilot.pause(settle)
+        await pilot.pause()
+        if app.auth_error:
+            raise ApiAuthError(app.auth_error)
+        if app.api_down:
+            raise ApiUnreachable(app.api_message)
+        _write_text(path, app.export_screenshot(title="Claude Nexus Monitor"))
+    return path
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+def default_path(fmt: str, now: datetime | None = None) -> Path:
+    stamp = (now or datetime.now(UTC)).astimezone().strftime("%Y%m%d-%H%M%S")
+    return Path(f"nexus-snapshot-{stamp}.{fmt}")
+
+
+async def run_export(url: str, key: str, fmt: str, out: Path, q: Query) -> str:
+    if fmt == "svg":
+        await render_svg(url, key, q, out)
+        return f"wrote {out} (TUI screenshot, range {q.time_range})"
+    async with DashboardClient(url, key, timeout=15.0) as client:
+        if fmt == "json":
+            write_json(out, await snapshot_json(client, q))
+            return f"wrote {out} (JSON snapshot, range {q.time_range})"
+        n = await write_csv(client, q, out)
+        return f"wrote {out} ({n} requests, range {q.time_range})"
+
+
+def cli_main(args: Any, settings: Any) -> int:
+    from nexus.cli import EXIT_USAGE, CommandError
+    from tui.app import resolve_target
+
+    time_range = getattr(args, "time_range", "1h") or "1h"
+    if time_range not in TIME_RANGES:
+        raise CommandError(f"--range must be one of {', '.join(TIME_RANGES)}", code=EXIT_USAGE)
+    fmt = getattr(args, "format", "json") or "json"
+    url, key = resolve_target(args, settings)
+    out = Path(args.out) if getattr(args, "out", None) else default_path(fmt)
+    if out.parent and not out.parent.exists():
+        raise CommandError(f"--out: directory {out.parent} does not exist")
+    try:
+        message = asyncio.run(run_export(url, key, fmt, out, Query(time_range=time_range)))
+    except ApiAuthError as exc:
+        raise CommandError(str(exc)) from None
+    except ApiUnreachable as exc:
+        raise CommandError(f"dashboard API unreachable at {url}: {exc}") from None
+    except ApiError as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(f"cannot write {out}: {exc.strerror or exc}") from None
+    print(message)
+    return 0

@@ -1,0 +1,100 @@
+"""Number and time formatting shared by the panels and the exports.
+
+Kept apart from the widgets so the same spelling of "1.2M tokens" or "unpriced" appears
+everywhere, and so it can be tested without a terminal.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+UNPRICED = "unpriced"
+DASH = "–"
+
+
+def tokens(n: float | None) -> str:
+    if n is None:
+        return DASH
+    n = float(n)
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            v = n / size
+            return f"{v:.1f}{unit}" if v < 100 else f"{v:.0f}{unit}"
+    return f"{n:.0f}"
+
+
+def usd(v: float | None, *, unpriced: bool = False) -> str:
+    """A dollar amount; ``None`` is an unpriced model, never shown as $0."""
+    if v is None:
+        return UNPRICED if unpriced or v is None else DASH
+    if abs(v) >= 1000:
+        return f"${v:,.0f}"
+    if abs(v) >= 1:
+        return f"${v:.2f}"
+    if v == 0:
+        return "$0"
+    if abs(v) >= 0.01:
+        return f"${v:.3f}"
+    return f"${v:.4f}"
+
+
+def ms(v: float | None) -> str:
+    if v is None:
+        return DASH
+    if v >= 10_000:
+        return f"{v / 1000:.0f}s"
+    if v >= 1000:
+        return f"{v / 1000:.1f}s"
+    return f"{v:.0f}ms"
+
+
+def pct(v: float | None, *, ratio: bool = False) -> str:
+    if v is None:
+        return DASH
+    if ratio:
+        v *= 100.0
+    return f"{v:.1f}%" if v < 10 else f"{v:.0f}%"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return DASH
+    s = int(max(0, seconds))
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    if d:
+        return f"{d}d{h:02d}h"
+    if h:
+        return f"{h}h{m:02d}m"
+    if m:
+        return f"{m}m{s:02d}s"
+    return f"{s}s"
+
+
+def clock(dt: datetime | None) -> str:
+    """Local wall-clock time, what a person watching a monitor reads."""
+    if dt is None:
+        return DASH
+    return dt.astimezone().strftime("%H:%M:%S")
+
+
+def until(dt: datetime | None, now: datetime | None = None) -> str:
+    if dt is None:
+        return DASH
+    now = now or datetime.now(UTC)
+    secs = (dt - now).total_seconds()
+    if secs <= 0:
+        return "now"
+    return f"{dt.astimezone().strftime('%H:%M')} (in {duration(secs)})"
+
+
+def short_model(model: str | None) -> str:
+    """``claude-sonnet-4-5-20250929`` → ``sonnet-4-5``: the part that tells models apart."""
+    if not model:
+        return DASH
+    m = model.removeprefix("claude-")
+    parts = m.split("-")
+    if parts and len(parts[-1]) == 8 and parts[-1].isdigit():
+        parts = parts[:-1]
+    return "-".join(parts)

@@ -1,0 +1,64 @@
+"""Costs: today, this month, month-end projection, and by model.
+
+A model the price table does not know is shown as "unpriced", never as $0 — a silent zero
+would understate the bill exactly when a new model appears.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from tui import fmt
+from tui.client import Costs, Stats
+from tui.panels import Panel
+
+
+def costs_renderable(costs: Costs, stats: Stats | None, range_name: str) -> Table:
+    t = Table.grid(padding=(0, 1), expand=True)
+    t.add_column(ratio=3, no_wrap=True, overflow="ellipsis")
+    t.add_column(justify="right", ratio=2, no_wrap=True)
+    t.add_column(justify="right", ratio=2, no_wrap=True)
+    t.add_row(Text("today", style="bold"), Text(fmt.usd(costs.today_usd), style="bold"), "")
+    t.add_row(Text("month", style="bold"), Text(fmt.usd(costs.month_usd), style="bold"),
+              Text("→ " + fmt.usd(costs.projection_usd), style="dim") if costs.projection_usd is not None
+              else "")
+    if stats is not None:
+        t.add_row(f"last {range_name}", fmt.usd(stats.cost_usd), "")
+    models = sorted(costs.by_model, key=lambda b: -(b.cost_usd or 0.0))
+    for b in models[:6]:
+        priced = b.cost_usd is not None and b.key not in costs.unpriced_models
+        cost = Text(fmt.usd(b.cost_usd)) if priced else Text(fmt.UNPRICED, style="yellow")
+        t.add_row(Text(fmt.short_model(b.key), style="dim"), cost, Text(f"{b.requests} req", style="dim"))
+    shown = {b.key for b in models[:6]}
+    for m in costs.unpriced_models:
+        if m not in shown:
+            t.add_row(Text(fmt.short_model(m), style="dim"), Text(fmt.UNPRICED, style="yellow"), "")
+    return t
+
+
+class CostsPanel(Static, Panel):
+    SOURCES = ("costs", "stats")
+    PANEL_TITLE = "Costs"
+    can_focus = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("", **kwargs)
+        self.border_title = self.PANEL_TITLE
+        self._last: tuple | None = None
+
+    def show(self, data: dict[str, Any]) -> None:
+        costs: Costs | None = data.get("costs")
+        if costs is None:
+            return
+        stats: Stats | None = data.get("stats")
+        q = data.get("query")
+        range_name = q.time_range if q else "1h"
+        key = (repr(costs), None if stats is None else stats.cost_usd, range_name)
+        if key == self._last:
+            return
+        self._last = key
+        self.update(costs_renderable(costs, stats, range_name))

@@ -1,0 +1,72 @@
+"""Recent errors, newest first: the individual failed exchanges, so Enter can open one.
+
+Seeded by ``/api/requests?status=error`` on each poll and topped up live from the stream, so a
+529 shows up the moment it happens rather than at the next poll. The title carries the counts
+by status/type from ``/api/errors``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+
+from tui import fmt
+from tui.client import ErrorsReport, Query, RequestEvent
+from tui.panels import Panel
+from tui.panels.table import DiffTable
+
+COLUMNS = [
+    ("time", "time", 8),
+    ("st", "status", 3),
+    ("type", "type", 16),
+    ("model", "model", 10),
+    ("domain", "domain", None),
+]
+MAX_ROWS = 100
+
+
+def error_cells(ev: RequestEvent) -> tuple:
+    return (fmt.clock(ev.time), Text(str(ev.status), style="bold red"), ev.error_type or fmt.DASH,
+            fmt.short_model(ev.model), ev.domain)
+
+
+class ErrorsPanel(DiffTable, Panel):
+    SOURCES = ("errors",)
+    PANEL_TITLE = "Errors"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(COLUMNS, **kwargs)
+        self.border_title = self.PANEL_TITLE
+        self._events: dict[str, RequestEvent] = {}
+
+    def merge(self, events: list[RequestEvent], query: Query | None = None) -> None:
+        """Add error events (from a poll or the stream); keeps the newest ``MAX_ROWS``."""
+        for ev in events:
+            if ev.is_error and ev.id and (query is None or query.matches(ev)):
+                self._events[ev.id] = ev
+        if len(self._events) > MAX_ROWS:
+            keep = sorted(self._events.values(), key=_time_key, reverse=True)[:MAX_ROWS]
+            self._events = {e.id: e for e in keep}
+
+    def reset(self) -> None:
+        self._events.clear()
+
+    def show(self, data: dict[str, Any]) -> None:
+        report: ErrorsReport | None = data.get("errors")
+        q: Query | None = data.get("query")
+        if report is not None:
+            self.merge(report.recent, q)
+        if q is not None:
+            since = q.since()
+            self._events = {k: e for k, e in self._events.items() if e.time is None or e.time >= since}
+        events = sorted(self._events.values(), key=_time_key, reverse=True)
+        self.sync([(e.id, error_cells(e)) for e in events], ordered=True)
+        if report is not None:
+            top = report.groups[:3]
+            summary = ", ".join(f"{g.status} {g.error_type or ''}".strip() + f" ×{g.count}" for g in top)
+            self.border_title = f"{self.PANEL_TITLE} · {report.total}" + (f" · {summary}" if summary else "")
+
+
+def _time_key(ev: RequestEvent) -> float:
+    return ev.time.timestamp() if ev.time else 0.0

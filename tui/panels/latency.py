@@ -1,0 +1,51 @@
+"""Latency p50 and p95 per bucket (milliseconds), from ``/api/timeseries``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual_plotext import PlotextPlot
+
+from tui import fmt
+from tui.client import Timeseries
+from tui.panels import Panel
+from tui.panels.rate import bucket_labels
+
+
+class LatencyChart(PlotextPlot, Panel):
+    SOURCES = ("timeseries", "stats")
+    PANEL_TITLE = "Latency p50 / p95"
+    can_focus = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._last: tuple | None = None
+        self.border_title = self.PANEL_TITLE
+
+    def show(self, data: dict[str, Any]) -> None:
+        ts: Timeseries | None = data.get("timeseries")
+        stats = data.get("stats")
+        if stats is not None:
+            self.border_title = (f"{self.PANEL_TITLE} · p50 {fmt.ms(stats.latency_p50)} "
+                                 f"p95 {fmt.ms(stats.latency_p95)}")
+        if ts is None:
+            return
+        pts = [(i, b.p50, b.p95) for i, b in enumerate(ts.buckets) if b.p50 is not None or b.p95 is not None]
+        key = (tuple(pts), tuple(b.time for b in ts.buckets[:1]))
+        if key == self._last:
+            return
+        self._last = key
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        if pts:
+            xs = [p[0] for p in pts]
+            plt.plot(xs, [p[1] or 0 for p in pts], marker="braille", label="p50", color="cyan")
+            plt.plot(xs, [p[2] or 0 for p in pts], marker="braille", label="p95", color="orange")
+            labels = bucket_labels(ts)
+            allx = list(range(len(ts.buckets)))
+            step = max(1, len(allx) // 4)
+            plt.xticks(allx[::step], labels[::step])
+            plt.xlim(0, max(1, len(allx) - 1))
+        plt.ylim(0, None)
+        self.refresh()

@@ -1,0 +1,59 @@
+"""Token windows per account: the 5-hour window Anthropic meters usage in.
+
+Used, % of the limit, burn rate per minute, projected total at window end, and when the limit
+runs out at the current burn rate — the number people watch to avoid a surprise 429.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.text import Text
+
+from tui import fmt
+from tui.client import TokenWindow
+from tui.panels import Panel
+from tui.panels.table import DiffTable
+
+COLUMNS = [
+    ("account", "account", 17),
+    ("used", "used", 6),
+    ("limit", "pct", 5),
+    ("burn/m", "burn", 6),
+    ("proj.", "proj", 6),
+    ("exhausts", "exhaust", 16),
+]
+
+
+def window_cells(w: TokenWindow, now: datetime) -> tuple:
+    pct = w.percent_of_limit
+    if pct is None:
+        pct_cell: Text | str = fmt.DASH
+    else:
+        style = "bold red" if pct >= 90 else "yellow" if pct >= 80 else ""
+        pct_cell = Text(fmt.pct(pct), style=style)
+    exhaust: Text | str = fmt.DASH
+    if w.exhaustion_time is not None:
+        exhaust = Text(fmt.until(w.exhaustion_time, now), style="bold red")
+    return (w.account_id or "(no account)", fmt.tokens(w.total_tokens), pct_cell, fmt.tokens(w.burn_per_minute),
+            fmt.tokens(w.projected_total), exhaust)
+
+
+class TokenWindowsPanel(DiffTable, Panel):
+    SOURCES = ("windows",)
+    PANEL_TITLE = "Token windows (5 h)"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(COLUMNS, **kwargs)
+        self.border_title = self.PANEL_TITLE
+        self.now = lambda: datetime.now(UTC)
+
+    def show(self, data: dict[str, Any]) -> None:
+        windows: list[TokenWindow] | None = data.get("windows")
+        if windows is None:
+            return
+        windows = sorted(windows, key=lambda w: -w.total_tokens)
+        now = self.now()
+        self.sync([(w.account_id or "-", window_cells(w, now)) for w in windows], ordered=False)
+        self.border_title = f"{self.PANEL_TITLE} · {len(windows)} accounts"

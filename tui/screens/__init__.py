@@ -1,0 +1,1 @@
+"""Screens pushed over the dashboard: drill-down, help, filter, alerts."""

@@ -1,0 +1,143 @@
+"""Drill-down into one exchange: ``GET /api/requests/{id}``.
+
+Status, error body, headers (secrets redacted — the server already does it, we do it again
+because a monitor screen gets screenshotted and pasted into chats), token breakdown, timings
+and cost. Fetched in a worker, so a slow API never freezes the keyboard.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from tui import fmt
+from tui.client import ApiError, DashboardClient, RequestDetail
+
+SECRET_MARKERS = ("key", "token", "secret", "authorization", "cookie", "password")
+MAX_BODY_CHARS = 4000
+
+
+def redact_headers(headers: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for k, v in sorted(headers.items()):
+        out[k] = "[redacted]" if any(m in k.lower() for m in SECRET_MARKERS) else str(v)
+    return out
+
+
+def _kv(rows: list[tuple[str, Any]]) -> Table:
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="dim", no_wrap=True)
+    t.add_column(overflow="fold")
+    for k, v in rows:
+        t.add_row(k, v if isinstance(v, Text) else Text(str(v)))
+    return t
+
+
+def _pretty(body: Any) -> str:
+    if body is None:
+        return ""
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return body[:MAX_BODY_CHARS]
+    text = json.dumps(body, indent=2, ensure_ascii=False)
+    return text if len(text) <= MAX_BODY_CHARS else text[:MAX_BODY_CHARS] + "\n… (truncated)"
+
+
+def detail_renderable(d: RequestDetail) -> Group:
+    ev = d.event
+    parts: list[Any] = []
+    status_style = "bold red" if ev.is_error else "bold green"
+    parts.append(Text("Request", style="bold underline"))
+    parts.append(_kv([
+        ("status", Text(f"{ev.status}" + (f"  {ev.error_type}" if ev.error_type else ""), style=status_style)),
+        ("time", ev.time.astimezone().isoformat(timespec="milliseconds") if ev.time else fmt.DASH),
+        ("id", ev.id),
+        ("request-id", d.request_id or fmt.DASH),
+        ("endpoint", f"{d.method} {d.path}"),
+        ("domain", ev.domain or fmt.DASH),
+        ("account", ev.account_id or fmt.DASH),
+        ("model", ev.model or fmt.DASH),
+        ("stream", "yes" if ev.stream else "no"),
+    ]))
+    parts.append(Text("\nTimings", style="bold underline"))
+    parts.append(_kv([("total latency", fmt.ms(ev.latency_ms)),
+                      ("time to first token", fmt.ms(ev.ttft_ms))]))
+    tk = ev.tokens
+    parts.append(Text("\nTokens", style="bold underline"))
+    parts.append(_kv([("input (uncached)", f"{tk.input:,}"), ("output", f"{tk.output:,}"),
+                      ("cache creation", f"{tk.cache_creation:,}"), ("cache read", f"{tk.cache_read:,}"),
+                      ("total", f"{tk.total:,}")]))
+    parts.append(Text("\nCost", style="bold underline"))
+    cost = fmt.usd(ev.cost_usd) if ev.cost_usd is not None else fmt.UNPRICED
+    parts.append(_kv([("cost", cost)]))
+    if ev.is_error or d.error_body or d.error_message:
+        parts.append(Text("\nError", style="bold underline red"))
+        if d.error_message:
+            parts.append(Text(d.error_message, style="red"))
+        if d.error_body is not None:
+            parts.append(Text(_pretty(d.error_body)))
+        elif not d.error_message:
+            parts.append(Text("(no error body stored — see STORE_BODIES)", style="dim"))
+    for title, headers in (("Request headers", d.request_headers), ("Response headers", d.response_headers)):
+        if headers:
+            parts.append(Text(f"\n{title}", style="bold underline"))
+            parts.append(_kv(list(redact_headers(headers).items())))
+    if d.request_body:
+        parts.append(Text("\nRequest body", style="bold underline"))
+        parts.append(Text(_pretty(d.request_body)))
+    if d.response_body and d.response_body != d.error_body:
+        parts.append(Text("\nResponse body", style="bold underline"))
+        parts.append(Text(_pretty(d.response_body)))
+    return Group(*parts)
+
+
+class RequestScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("j", "scroll_down", "Down", show=False),
+        Binding("k", "scroll_up", "Up", show=False),
+        Binding("down", "scroll_down", "Down", show=False),
+        Binding("up", "scroll_up", "Up", show=False),
+    ]
+
+    def __init__(self, client: DashboardClient, request_id: str) -> None:
+        super().__init__()
+        self.client = client
+        self.request_id = request_id
+        self.detail: RequestDetail | None = None
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="detail-scroll"):
+            yield Static(Text(f"loading {self.request_id} …", style="dim"), id="detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#detail-scroll").border_title = f"Request {self.request_id}"
+        self.query_one("#detail-scroll").focus()
+        self.run_worker(self._load(), exclusive=True, group="detail")
+
+    async def _load(self) -> None:
+        body = self.query_one("#detail", Static)
+        try:
+            self.detail = await self.client.request(self.request_id)
+        except ApiError as exc:
+            body.update(Text(f"could not load request: {exc}", style="bold red"))
+            return
+        body.update(detail_renderable(self.detail))
+
+    def action_scroll_down(self) -> None:
+        self.query_one("#detail-scroll", VerticalScroll).scroll_down(animate=False)
+
+    def action_scroll_up(self) -> None:
+        self.query_one("#detail-scroll", VerticalScroll).scroll_up(animate=False)
