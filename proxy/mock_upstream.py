@@ -803,12 +803,13 @@ async def _serve_forever(mock: MockUpstream) -> None:
         if exc.errno == errno.EADDRINUSE:
             raise CommandError(f"mock upstream: port {mock.port} on {mock.host} is already in use") from None
         raise CommandError(f"mock upstream: cannot listen on {mock.host}:{mock.port}: {exc.strerror or exc}") from None
-    print(f"mock upstream listening on {mock.url}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    # Announce only once signals are handled: a script may send SIGTERM right after this line.
+    print(f"mock upstream listening on {mock.url}", flush=True)
     try:
         await stop.wait()
     finally:
