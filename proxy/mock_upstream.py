@@ -611,6 +611,29 @@ async def _stream(
 
     resp = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **headers})
     await resp.prepare(request)
+    try:
+        await _write_events(resp, request, delay, n_events, stall, drop_mid, msg_id, model, usage, tool,
+                            stop_reason, stream_error)
+    except ConnectionError:
+        pass  # the client (or the proxy) went away mid-stream: normal life for an upstream, not a bug
+    return resp
+
+
+async def _write_events(
+    resp: web.StreamResponse,
+    request: web.Request,
+    delay: float,
+    n_events: int,
+    stall: int,
+    drop_mid: bool,
+    msg_id: str,
+    model: str,
+    usage: _Usage,
+    tool: dict[str, Any] | None,
+    stop_reason: str,
+    stream_error: str | None,
+) -> None:
+    """The event sequence itself; any step may be cut short by a steered drop or error event."""
 
     async def send(event: str, data: dict[str, Any]) -> None:
         await resp.write(_sse(event, data))
@@ -648,13 +671,13 @@ async def _stream(
                 await asyncio.sleep(stall / 1000.0)
             if drop_mid and sent_deltas >= max(1, total_deltas // 2):
                 _drop(request)
-                return resp
+                return
             if stream_error and sent_deltas >= max(1, total_deltas // 2):
                 status = _TYPE_TO_STATUS.get(stream_error, 529)
                 message = ERROR_TYPES.get(status, ("", "Overloaded"))[1]
                 await resp.write(_sse("error", {"type": "error", "error": {"type": stream_error, "message": message}}))
                 await resp.write_eof()
-                return resp
+                return
         await send("content_block_stop", {"type": "content_block_stop", "index": index})
 
     final_usage = {
@@ -668,7 +691,6 @@ async def _stream(
                                  "usage": final_usage})
     await resp.write(_sse("message_stop", {"type": "message_stop"}))
     await resp.write_eof()
-    return resp
 
 
 async def handle_count_tokens(request: web.Request) -> web.StreamResponse:

@@ -347,3 +347,24 @@ def test_cli_serves_until_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_body_over_32_mb_is_request_too_large(mock: MockUpstream, http: aiohttp.ClientSession) -> None:
+    filler = b"a" * (33 * 1024 * 1024)
+    big = b'{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"' + filler + b'"}]}'
+    async with http.post(f"{mock.url}/v1/messages", data=big, headers=KEY) as r:
+        assert r.status == 413 and (await r.json())["error"]["type"] == "request_too_large"
+    assert mock.requests[-1]["body_size"] == len(big)
+
+
+async def test_client_leaving_mid_stream_is_quiet(mock: MockUpstream, http: aiohttp.ClientSession,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A disconnecting client is normal for an upstream: no traceback in the log, server still fine."""
+    r = await http.post(f"{mock.url}/v1/messages", json={**BODY, "stream": True},
+                        headers={**KEY, "x-mock-event-delay-ms": "20", "x-mock-events": "10"})
+    await r.content.readuntil(b"\n\n")
+    r.close()
+    await asyncio.sleep(0.15)
+    assert not [rec for rec in caplog.records if rec.levelname == "ERROR"]
+    async with http.post(f"{mock.url}/v1/messages", json=BODY, headers=KEY) as r2:
+        assert r2.status == 200
