@@ -45,7 +45,7 @@ counts = st.integers(min_value=0, max_value=2_000_000)
 class Stream:
     raw: bytes
     expected: Usage
-    first_delta_end: int | None  # offset just past the blank line ending the first content delta
+    first_delta_end: int | None  # offset just past the line terminator that ends the first content delta
 
 
 def _event(name: str, data: dict[str, Any], nl: str) -> str:
@@ -101,7 +101,8 @@ def streams(draw: st.DrawFn) -> Stream:
         for text in block:
             parts.append(_event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}, nl))
             if first_delta_end is None:
-                first_delta_end = len("".join(parts).encode())
+                # With CRLF the blank line's CR already ends the event; its LF is a tail.
+                first_delta_end = len("".join(parts).encode()) - (len(nl) - 1)
             if draw(st.booleans()):
                 parts.append(NOISE[draw(st.integers(0, len(NOISE) - 1))].replace("\n", nl))
         parts.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}, nl))
