@@ -446,6 +446,22 @@ class PriceTable:
         key = self.family(model)
         return list(self._families[key].periods) if key else []
 
+    def export(self) -> dict[str, Any]:
+        """The whole table in our PRICING_FILE format (numbers as exact strings).
+
+        Lets users start their own file from what is in effect (``load`` reads it back unchanged),
+        and lets the API show the prices it uses.
+        """
+        models: dict[str, Any] = {}
+        for key in self.families():
+            fam = self._families[key]
+            periods = [_period_json(p) for p in fam.periods]
+            entry: dict[str, Any] = periods[0] if len(periods) == 1 else {"periods": periods}
+            if fam.aliases:
+                entry["aliases"] = list(fam.aliases)
+            models[key] = entry
+        return {"models": models}
+
     def rates(self, model: str, at: datetime, prompt_tokens: int = 0) -> Rates | None:
         """Rates for ``model`` valid at ``at`` for a request whose prompt has ``prompt_tokens``."""
         key = self.family(model)
@@ -492,6 +508,16 @@ class PriceTable:
     def unpriced_models_seen(self) -> set[str]:
         """Model ids that were asked to be priced and could not be (a copy)."""
         return set(self._unpriced)
+
+
+def _period_json(period: PricePeriod) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if period.effective_from is not None:
+        out["effective_from"] = period.effective_from.isoformat()
+    out.update(period.rates.as_dict())
+    if period.long_rates is not None and period.long_prompt_above is not None:
+        out["long_prompt"] = {"above": period.long_prompt_above, **period.long_rates.as_dict()}
+    return out
 
 
 def _looks_like_litellm(data: dict[str, Any]) -> bool:

@@ -505,3 +505,28 @@ def test_periods_history(table: PriceTable) -> None:
     periods = table.periods("claude-sonnet-5-5")
     assert [p.effective_from for p in periods] == [None, datetime(2026, 10, 7, tzinfo=UTC)]
     assert table.periods("unknown-model") == []
+
+
+def test_export_round_trips(tmp_path: Path) -> None:
+    custom = PriceTable.load(
+        write(
+            tmp_path,
+            {"models": {"claude-foo-1": {"input": 1, "output": 5, "aliases": ["foo-*"]},
+                        "claude-sonnet-4-5": {"input": 2.5, "output": 12, "effective_from": "2027-01-01"}}},
+        )
+    )
+    for table in (PriceTable.builtin(), custom):
+        exported = table.export()
+        again = PriceTable.load(write(tmp_path, exported, "exported.json"))
+        assert again.families() == table.families()
+        for family in table.families():
+            assert again.periods(family) == table.periods(family), family
+        assert json.loads(json.dumps(exported)) == exported  # plain JSON
+    assert custom.family("foo-bar") == "claude-foo-1"
+    assert PriceTable.builtin().export()["models"]["claude-sonnet-5-5"] == {
+        "periods": [
+            {"input": "2", "output": "10", "cache_write_5m": "2.5", "cache_write_1h": "4", "cache_read": "0.20"},
+            {"effective_from": "2026-10-07T00:00:00+00:00", "input": "2", "output": "10", "cache_write_5m": "2.5",
+             "cache_write_1h": "4", "cache_read": "0.10"},
+        ]
+    }
