@@ -6,8 +6,10 @@ would understate the bill exactly when a new model appears.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
@@ -40,6 +42,12 @@ def costs_renderable(costs: Costs, stats: Stats | None, range_name: str) -> Tabl
     return t
 
 
+def to_plain(renderable: Any, width: int = 60) -> str:
+    console = Console(width=width, file=io.StringIO(), color_system=None, record=True)
+    console.print(renderable)
+    return console.export_text()
+
+
 class CostsPanel(Static, Panel):
     SOURCES = ("costs", "stats")
     PANEL_TITLE = "Costs"
@@ -49,6 +57,7 @@ class CostsPanel(Static, Panel):
         super().__init__("", **kwargs)
         self.border_title = self.PANEL_TITLE
         self._last: tuple | None = None
+        self.plain = ""  # the text shown, without styles (tests, exports)
 
     def show(self, data: dict[str, Any]) -> None:
         costs: Costs | None = data.get("costs")
@@ -61,4 +70,6 @@ class CostsPanel(Static, Panel):
         if key == self._last:
             return
         self._last = key
-        self.update(costs_renderable(costs, stats, range_name))
+        table = costs_renderable(costs, stats, range_name)
+        self.plain = to_plain(table)
+        self.update(table)

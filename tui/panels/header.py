@@ -22,11 +22,13 @@ class ChangeStatic(Static):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._shown: str | None = None
+        self.plain = ""  # what is on screen, without styles (for tests and exports)
 
     def set_text(self, text: Text) -> None:
         sig = text.markup if isinstance(text, Text) else str(text)
         if sig != self._shown:
             self._shown = sig
+            self.plain = text.plain if isinstance(text, Text) else str(text)
             self.update(text)
 
 
