@@ -14,18 +14,13 @@ import sys
 from collections.abc import Sequence
 
 from nexus.config import ConfigError, Settings, load_settings
+from nexus.errors import CommandError
+
+__all__ = ["CommandError", "main", "build_parser", "parse_duration"]
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-
-
-class CommandError(RuntimeError):
-    """An expected failure of a command: printed as one line, exit code ``code``."""
-
-    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class _Parser(argparse.ArgumentParser):
