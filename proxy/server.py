@@ -138,12 +138,13 @@ class ProxyService:
         if alert_cls is not None:
             self.alerts = alert_cls(runtime)
             await self.alerts.start()
-        supervisor_cls = _optional("nexus.supervisor", "EmbeddedSupervisor")
+        supervisor_cls = _optional("nexus.supervisor", "PostgresSupervisor")
         if supervisor_cls is not None and self.embedded is not None:
-            runtime.extras["supervisor"] = supervisor_cls(self.embedded)
+            supervisor = supervisor_cls(self.embedded, on_restart=self._database_restarted)
             stop_evt = asyncio.Event()
+            runtime.extras["supervisor"] = supervisor
             runtime.extras["supervisor_stop"] = stop_evt
-            self.tasks.append(asyncio.create_task(runtime.extras["supervisor"].run(stop_evt)))
+            self.tasks.append(asyncio.create_task(supervisor.run(stop_evt), name="nexus-pg-supervisor"))
         self.tasks.append(asyncio.create_task(self._maintenance(), name="nexus-maintenance"))
 
         if not is_loopback(s.proxy_host):
@@ -174,6 +175,20 @@ class ProxyService:
 
             write_status(s, {k: v for k, v in self.info.items() if k != "dashboard_key"} | {"pid": os.getpid()})
         return self.info
+
+    async def _database_restarted(self, dsn: str) -> None:
+        """The supervisor restarted the embedded server; if its port moved, follow it."""
+        rt = self.runtime
+        if rt is None or dsn == self.dsn:
+            return
+        log.warning("embedded PostgreSQL came back on a new address; reconnecting")
+        self.dsn = dsn
+        old, rt.pool = rt.pool, await create_pool(dsn, min_size=0, max_size=10)
+        if self.listener is not None:
+            self.listener.dsn = dsn
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.close(), 5)
 
     async def _maintenance(self) -> None:
         """Hourly: partitions for the days ahead, and retention if configured."""
