@@ -46,7 +46,8 @@ class TrafficProfile:
 
     ``latency_scale`` multiplies every simulated think time and per-event delay: 1.0 looks like
     the real API (hundreds of ms to first token), tests use a small value to stay fast.
-    ``drain_s`` is how long in-flight requests may finish after ``stop`` before being cancelled.
+    ``drain_s`` is how long in-flight requests may finish after ``stop`` before being cancelled
+    (long enough for a typical stream to end cleanly, short enough that ``q`` feels immediate).
     """
 
     rate_per_s: float = 4.0
@@ -57,7 +58,7 @@ class TrafficProfile:
     seed: int | None = None
     max_concurrency: int = 16
     latency_scale: float = 1.0
-    drain_s: float = 0.5
+    drain_s: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ upstream, so tests can assert that the proxy forwarded query strings and headers
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import errno
@@ -26,10 +27,13 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from nexus.config import Settings
 
 __all__ = ["MockConfig", "MockUpstream", "MockState", "create_mock_app", "cli_main", "MODELS"]
 
@@ -838,8 +842,8 @@ async def _serve_forever(mock: MockUpstream) -> None:
         await mock.stop()
 
 
-def cli_main(args: Any, settings: Any) -> int:
-    """``nexus mock-upstream``: serve until Ctrl+C / SIGTERM."""
+def cli_main(args: argparse.Namespace, settings: Settings | None) -> int:
+    """``nexus mock-upstream``: serve until Ctrl+C / SIGTERM (``settings`` is not needed)."""
     from nexus.cli import CommandError
 
     error_rate = float(getattr(args, "error_rate", 0.0) or 0.0)

@@ -28,10 +28,10 @@ async def _run_for(url: str, profile: TrafficProfile, seconds: float, on_result:
 
 async def test_a_realistic_mix_reaches_the_upstream() -> None:
     results: list[dict[str, Any]] = []
-    profile = TrafficProfile(rate_per_s=50, error_share=0.25, burst_every_s=0.6, burst_size=8, seed=42,
+    profile = TrafficProfile(rate_per_s=60, error_share=0.25, burst_every_s=0.5, burst_size=8, seed=42,
                              latency_scale=0.03)
     async with MockUpstream() as mock:
-        counters = await _run_for(mock.url, profile, 1.8, results.append)
+        counters = await _run_for(mock.url, profile, 1.3, results.append)
         seen = mock.requests
 
     assert counters["sent"] >= 60
@@ -70,10 +70,10 @@ async def test_same_seed_same_plan() -> None:
     """A seed fixes the choices (timing still varies), so demo screenshots are reproducible."""
     profile = TrafficProfile(rate_per_s=40, seed=7, latency_scale=0.0, burst_every_s=0)
     async with MockUpstream() as mock:
-        await _run_for(mock.url, profile, 0.5)
+        await _run_for(mock.url, profile, 0.3)
         first = [(_headers(r)["host"], r["path"]) for r in mock.requests]
         mock.state.reset()
-        await _run_for(mock.url, profile, 0.5)
+        await _run_for(mock.url, profile, 0.3)
         second = [(_headers(r)["host"], r["path"]) for r in mock.requests]
     n = min(len(first), len(second))
     assert n > 5 and first[:n] == second[:n]
@@ -86,7 +86,7 @@ async def test_bounded_concurrency_and_prompt_stop() -> None:
     async with MockUpstream() as mock:
         stop = asyncio.Event()
         task = asyncio.create_task(run_traffic(mock.url, profile, stop))
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.3)
         assert len(mock.requests) == 3  # everything else is waiting for a slot
         t0 = time.monotonic()
         stop.set()
