@@ -571,7 +571,20 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
         "stop_sequence": None,
         "usage": usage.as_dict(),
     }
+    if request.headers.get("x-mock-drop") == "mid-stream":
+        return await _drop_mid_body(request, orjson.dumps(message), headers)
     return _json_response(state, request, message, headers)
+
+
+async def _drop_mid_body(request: web.Request, body: bytes, headers: dict[str, str]) -> web.StreamResponse:
+    """A non-streaming answer cut off halfway: headers and a ``content-length`` promise, half the body."""
+    resp = web.StreamResponse(status=200, headers={**headers, "Content-Type": _JSON})
+    resp.content_length = len(body)
+    await resp.prepare(request)
+    with contextlib.suppress(ConnectionError):
+        await resp.write(body[: len(body) // 2])
+    _drop(request)
+    return resp
 
 
 def _json_response(state: MockState, request: web.Request, obj: Any, headers: dict[str, str]) -> web.Response:

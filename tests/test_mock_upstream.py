@@ -231,6 +231,11 @@ async def test_drop_mid_stream(mock: MockUpstream, http: aiohttp.ClientSession) 
         assert first.startswith(b"event: message_start")
         with pytest.raises(aiohttp.ClientPayloadError):
             await r.read()
+    # a non-streaming answer can be cut off mid-body too
+    async with http.post(f"{mock.url}/v1/messages", json=BODY, headers={**KEY, "x-mock-drop": "mid-stream"}) as r:
+        assert r.status == 200 and int(r.headers["content-length"]) > 0
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await r.read()
 
 
 async def test_stream_error_event(mock: MockUpstream, http: aiohttp.ClientSession) -> None:
