@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import functools
 import gzip
 import hashlib
 import random
@@ -93,6 +94,8 @@ class MockConfig:
     ``error_rate`` answers that share of message requests with a random 429/529/500 and
     ``stream_error_rate`` turns that share of streams into a 200 that ends in an ``error`` event —
     the demo uses them so the monitor has errors to show. ``seed`` makes that choice repeatable.
+    ``max_recorded`` bounds the request log of ``/_mock/requests``; ``cache_ttl_scale`` shrinks the
+    5 m / 1 h prompt-cache lifetimes so a test can watch an entry expire.
     """
 
     latency_ms: float = 0
@@ -367,6 +370,7 @@ def _steer_usage(request: web.Request, usage: _Usage) -> None:
         usage.cache_write_1h = 0
 
 
+@functools.lru_cache(maxsize=2048)
 def _text_for(output_tokens: int) -> str:
     """Roughly one word per output token (capped, so huge steered counts stay cheap)."""
     n = max(1, min(output_tokens, 2000))

@@ -373,3 +373,17 @@ async def test_client_leaving_mid_stream_is_quiet(mock: MockUpstream, http: aioh
     assert not [rec for rec in caplog.records if rec.levelname == "ERROR"]
     async with http.post(f"{mock.url}/v1/messages", json=BODY, headers=KEY) as r2:
         assert r2.status == 200
+
+
+async def test_cache_entry_expires_after_its_ttl() -> None:
+    system = [{"type": "text", "text": "Project conventions. " * 100, "cache_control": {"type": "ephemeral"}}]
+    async with MockUpstream(MockConfig(cache_ttl_scale=0.0005)) as m:  # 5 min -> 0.15 s
+        client = sdk(m)
+        first = await client.messages.create(**BODY, system=system)
+        hit = await client.messages.create(**BODY, system=system)
+        await asyncio.sleep(0.2)
+        expired = await client.messages.create(**BODY, system=system)
+    assert first.usage.cache_creation_input_tokens > 0
+    assert hit.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
+    assert expired.usage.cache_creation_input_tokens == first.usage.cache_creation_input_tokens
+    assert expired.usage.cache_read_input_tokens == 0
