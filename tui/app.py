@@ -143,17 +143,24 @@ class NexusApp(App[int]):
     def on_mount(self) -> None:
         self.client = DashboardClient(self.url, self.key, transport=self.transport)
         self.query_one("#alert-banner", AlertBanner).display = False
+        self.query_one(TokenWindowsPanel).now = self.now
         if self.use_stream:
             self.stream = self.client.stream(on_change=self._on_stream_change, on_alert=self._on_alert)
             self.stream.start()
         self.set_interval(self.tick_interval, self._tick, name="ui-tick")
         self.set_interval(1.0, self._header_tick, name="header-tick")
-        self._start_poll(force=True)
+        # After the first layout, so the panels know they are on screen and get their data.
+        self.call_after_refresh(self._start_poll, True)
         self.query_one("#log", RequestLog).focus()
         if self.watch_terminal and not self.is_headless:
             self._install_terminal_watch()
         if self.exit_after is not None:
             self.set_timer(self.exit_after, lambda: self.exit(0), name="exit-after")
+
+    def on_screen_resume(self) -> None:
+        """Back on the dashboard (from drill-down/help): panels skipped while hidden catch up."""
+        if self._main_active() and self.polls:
+            self.call_after_refresh(self._start_poll, False)
 
     async def on_unmount(self) -> None:
         if self.stream is not None:
@@ -223,9 +230,9 @@ class NexusApp(App[int]):
             if q != self.q:  # the user changed range/filter meanwhile: these answers are stale
                 self._force_next = True
             else:
+                self.polls += 1
                 self._absorb(sources, results)
                 ok = not self.api_down and self.auth_error is None
-            self.polls += 1
         except Exception as exc:  # a bug in a panel must not kill the poll loop
             self.api_message = f"poll error: {exc}"
             ok = False
@@ -282,6 +289,7 @@ class NexusApp(App[int]):
 
     def _show_panels(self) -> None:
         self.data["query"] = self.q
+        self.data["now"] = self.now()
         for panel in self.panels:
             if panel.panel_visible():
                 try:
@@ -304,18 +312,22 @@ class NexusApp(App[int]):
 
     def _tick(self) -> None:
         """Drain what the stream buffered since the last tick, unless paused."""
-        if self.paused or self.stream is None or not self.stream.requests:
+        if self.paused:
+            return
+        log = self.query_one("#log", RequestLog)
+        log.keep_following()
+        if self.stream is None or not self.stream.requests:
             return
         events = [e for e in self.stream.drain() if self.q.matches(e)]
         if not events:
             return
-        self.query_one("#log", RequestLog).append(events)
+        log.append(events)
         errors = [e for e in events if e.is_error]
         if errors:
             panel = self.query_one("#errors", ErrorsPanel)
             panel.merge(errors, self.q)
             if self._main_active():
-                panel.show({"query": self.q})
+                panel.show({"query": self.q, "now": self.now()})
 
     def _header_tick(self) -> None:
         st = self.stream.state if self.stream is not None else None

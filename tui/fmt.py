@@ -86,7 +86,19 @@ def until(dt: datetime | None, now: datetime | None = None) -> str:
     secs = (dt - now).total_seconds()
     if secs <= 0:
         return "now"
-    return f"{dt.astimezone().strftime('%H:%M')} (in {duration(secs)})"
+    return f"{dt.astimezone().strftime('%H:%M')} ({short_duration(secs)})"
+
+
+def short_duration(seconds: float) -> str:
+    """Minutes resolution: "57m", "2h05m", "3d04h" — for columns that must stay narrow."""
+    m = int(max(0, seconds)) // 60
+    d, m = divmod(m, 1440)
+    h, m = divmod(m, 60)
+    if d:
+        return f"{d}d{h:02d}h"
+    if h:
+        return f"{h}h{m:02d}m"
+    return f"{m}m"
 
 
 def short_model(model: str | None) -> str:

@@ -58,7 +58,7 @@ class ErrorsPanel(DiffTable, Panel):
         if report is not None:
             self.merge(report.recent, q)
         if q is not None:
-            since = q.since()
+            since = q.since(data.get("now"))
             self._events = {k: e for k, e in self._events.items() if e.time is None or e.time >= since}
         events = sorted(self._events.values(), key=_time_key, reverse=True)
         self.sync([(e.id, error_cells(e)) for e in events], ordered=True)

@@ -21,10 +21,10 @@ COLUMNS = [
     ("time", "time", 8),
     ("st", "status", 3),
     ("model", "model", 10),
-    ("latency", "latency", 6),
+    ("latency", "latency", 7),
     ("tokens", "tokens", 6),
     ("cost", "cost", 7),
-    ("domain", "domain", 18),
+    ("domain", "domain", 15),
 ]
 MAX_ROWS = 300
 
@@ -45,6 +45,7 @@ class RequestLog(DiffTable, Panel):
         super().__init__(COLUMNS, **kwargs)
         self.border_title = self.PANEL_TITLE
         self._order: deque[str] = deque()
+        self._follow = True
         self.shown = 0
 
     def append(self, events: list[RequestEvent]) -> None:
@@ -64,8 +65,15 @@ class RequestLog(DiffTable, Panel):
             self._rows.pop(old, None)
             self.remove_row(old)
         self.shown += len(events)
+        self._follow = follow
         if follow and self.row_count:
             self.move_cursor(row=self.row_count - 1, animate=False)
+
+    def keep_following(self) -> None:
+        """Called every UI tick: new rows change the virtual size only after layout, so the
+        scroll done when they were added can fall one row short; catch up here."""
+        if self._follow and self.scroll_y < self.max_scroll_y and self.cursor_row >= self.row_count - 1:
+            self.scroll_end(animate=False, immediate=True)
 
     def reset(self) -> None:
         self.clear()

@@ -22,7 +22,7 @@ COLUMNS = [
     ("limit", "pct", 5),
     ("burn/m", "burn", 6),
     ("proj.", "proj", 6),
-    ("exhausts", "exhaust", 16),
+    ("exhausts", "exhaust", 13),
 ]
 
 

@@ -70,17 +70,6 @@ def detail_renderable(d: RequestDetail) -> Group:
         ("model", ev.model or fmt.DASH),
         ("stream", "yes" if ev.stream else "no"),
     ]))
-    parts.append(Text("\nTimings", style="bold underline"))
-    parts.append(_kv([("total latency", fmt.ms(ev.latency_ms)),
-                      ("time to first token", fmt.ms(ev.ttft_ms))]))
-    tk = ev.tokens
-    parts.append(Text("\nTokens", style="bold underline"))
-    parts.append(_kv([("input (uncached)", f"{tk.input:,}"), ("output", f"{tk.output:,}"),
-                      ("cache creation", f"{tk.cache_creation:,}"), ("cache read", f"{tk.cache_read:,}"),
-                      ("total", f"{tk.total:,}")]))
-    parts.append(Text("\nCost", style="bold underline"))
-    cost = fmt.usd(ev.cost_usd) if ev.cost_usd is not None else fmt.UNPRICED
-    parts.append(_kv([("cost", cost)]))
     if ev.is_error or d.error_body or d.error_message:
         parts.append(Text("\nError", style="bold underline red"))
         if d.error_message:
@@ -89,6 +78,20 @@ def detail_renderable(d: RequestDetail) -> Group:
             parts.append(Text(_pretty(d.error_body)))
         elif not d.error_message:
             parts.append(Text("(no error body stored — see STORE_BODIES)", style="dim"))
+    tk = ev.tokens
+    timings = _kv([("total latency", fmt.ms(ev.latency_ms)), ("first token", fmt.ms(ev.ttft_ms))])
+    tokens = _kv([("input (uncached)", f"{tk.input:,}"), ("output", f"{tk.output:,}"),
+                  ("cache creation", f"{tk.cache_creation:,}"), ("cache read", f"{tk.cache_read:,}"),
+                  ("total", f"{tk.total:,}")])
+    cost = _kv([("cost", fmt.usd(ev.cost_usd) if ev.cost_usd is not None else fmt.UNPRICED)])
+    grid = Table.grid(padding=(0, 4))
+    for _ in range(3):
+        grid.add_column(vertical="top")
+    grid.add_row(Text("Timings", style="bold underline"), Text("Tokens", style="bold underline"),
+                 Text("Cost", style="bold underline"))
+    grid.add_row(timings, tokens, cost)
+    parts.append(Text(""))
+    parts.append(grid)
     for title, headers in (("Request headers", d.request_headers), ("Response headers", d.response_headers)):
         if headers:
             parts.append(Text(f"\n{title}", style="bold underline"))
