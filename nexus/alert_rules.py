@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nexus.config import ConfigError, Settings
 from nexus.latency import percentile_from_hist
+from nexus.windows import current_window, learned_limit, session_windows
 
 RULE_ERROR_RATE = "error_rate"
 RULE_TOKEN_WINDOW = "token_window"
@@ -319,15 +320,28 @@ def observe_token_windows(cfg: AlertConfig, usage: Mapping[str, int],
     return out
 
 
-def learned_limit(window_totals: Sequence[float], q: float = 0.9, min_windows: int = 3) -> float | None:
-    """The ``q`` quantile of an account's past full-window totals; ``None`` with too little history."""
-    vals = sorted(v for v in window_totals if v > 0)
-    if len(vals) < min_windows:
-        return None
-    pos = q * (len(vals) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(vals) - 1)
-    return vals[lo] + (vals[hi] - vals[lo]) * (pos - lo)
+def window_usage(points: Sequence[tuple[datetime, int]], now: datetime, window_s: float) -> int | None:
+    """Tokens in the account's open usage window, as the monitor computes it (``None``: no open window).
+
+    A window opens with the first request after the previous one ended and lasts ``window_s``
+    (Claude's 5 hours); this is ``nexus.windows.current_window`` without the hour flooring,
+    the same as ``/api/token-usage/current``.
+    """
+    win = current_window(points, now, timedelta(seconds=window_s), floor_to_hour=False)
+    return None if win is None else win.total_tokens
+
+
+def learned_limits(points_by_account: Mapping[str, Sequence[tuple[datetime, int]]], now: datetime,
+                   window_s: float, min_windows: int = 3) -> dict[str, float]:
+    """Per account, the 90th percentile of its *closed* past windows (the open one is what we judge)."""
+    out: dict[str, float] = {}
+    for account, points in points_by_account.items():
+        closed = [w.total_tokens for w in session_windows(points, timedelta(seconds=window_s), floor_to_hour=False)
+                  if not w.contains(now) and w.end <= now]
+        limit = learned_limit(closed, 0.9, min_windows=min_windows)
+        if limit:
+            out[account] = float(limit)
+    return out
 
 
 def observe_pool(cfg: AlertConfig, key: str, in_use: int, capacity: int) -> list[Observation]:

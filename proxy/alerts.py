@@ -37,14 +37,16 @@ from nexus.alert_rules import (
     Clock,
     Observation,
     Transition,
-    learned_limit,
+    learned_limits,
     observe_daily_cost,
     observe_error_rate,
     observe_p95_latency,
     observe_pool,
     observe_token_windows,
     step,
+    token_limit_for,
     utc_clock,
+    window_usage,
 )
 from nexus.db import alerts_sql as q
 from nexus.db.pool import dsn_in_use
@@ -94,6 +96,9 @@ class AlertManager:
         if not self.settings.alerts_enabled:
             return
         self.runtime.extras["alerts"] = self
+        # Let the dashboard's "% of limit" use the same per-account and learned limits as the rule,
+        # unless something else already provides them.
+        self.runtime.extras.setdefault("token_limit_for", self.limit_for)
         self.dispatcher.start()
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name="alert-evaluator")
@@ -230,9 +235,16 @@ class AlertManager:
         async def tokens() -> list[Observation]:
             if not cfg.rules[RULE_TOKEN_WINDOW].enabled:
                 return []
-            usage = await q.tokens_by_account(conn, now - timedelta(seconds=cfg.token_window_s), now)
             if cfg.token_limit_mode == "learned":
                 await self._refresh_learned(conn, now)
+            # Four windows back is enough to find where the open window started (as the API does).
+            points = await q.token_minutes(conn, now - timedelta(seconds=min(4 * cfg.token_window_s, 7 * 86400)),
+                                           now)
+            usage = {}
+            for account, pts in points.items():
+                used = window_usage(pts, now, cfg.token_window_s)
+                if used is not None:
+                    usage[account] = used
             return observe_token_windows(cfg, usage, self._learned)
 
         async def pools() -> list[Observation]:
@@ -263,14 +275,13 @@ class AlertManager:
         if self._learned_at is not None and 0 <= (now - self._learned_at).total_seconds() < LEARNED_REFRESH_S:
             return
         cfg = self.config
-        totals = await q.past_window_totals(conn, now - timedelta(days=cfg.token_learn_days),
-                                            now - timedelta(seconds=cfg.token_window_s), cfg.token_window_s)
-        learned: dict[str, float] = {}
-        for account, values in totals.items():
-            limit = learned_limit(values)
-            if limit:
-                learned[account] = limit
-        self._learned, self._learned_at = learned, now
+        points = await q.token_minutes(conn, now - timedelta(days=cfg.token_learn_days), now)
+        self._learned, self._learned_at = learned_limits(points, now, cfg.token_window_s), now
+
+    def limit_for(self, account: str) -> int | None:
+        """The account's window limit as the alert rule sees it (for the monitor's "% of limit")."""
+        limit = token_limit_for(self.config, account, self._learned)
+        return int(limit) if limit else None
 
     # -- other instances' alerts onto our stream ---------------------------------------------------
 

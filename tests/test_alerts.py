@@ -172,9 +172,8 @@ async def test_token_window_fixed_and_per_account_limits(make_manager, writer, c
 async def test_token_window_learned_limit(make_manager, writer, capture):
     clock = FakeClock()
     m = await make_manager(clock, alert_token_limit_mode="learned")
-    # six days of history: every past 5-hour window used 1000 tokens
-    start = T0 - timedelta(days=6)
-    t = start
+    # six days of history: a window every 5 hours, each used 1000 tokens
+    t = T0 - timedelta(days=6)
     while t < T0 - timedelta(hours=5):
         await writer(t, account="acct_a", tokens=(500, 500))
         t += timedelta(hours=5)
@@ -185,6 +184,20 @@ async def test_token_window_learned_limit(make_manager, writer, capture):
     got = await m.evaluate_once()
     assert [(e["event"], e["key"]) for e in got] == [("firing", "acct_a")]
     assert got[0]["labels"]["limit"] == pytest.approx(1000.0)
+    assert m.limit_for("acct_a") == 1000 and m.limit_for("acct_unknown") is None
+
+
+async def test_token_window_counts_cache_tokens_like_the_monitor(make_manager, writer, db_dsn):
+    clock = FakeClock()
+    m = await make_manager(clock, token_window_limit=10_000)
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        await insert_records(conn, [Record(created_at=T0, account_id="acct_c", status_code=200, input_tokens=100,
+                                           output_tokens=100, cache_read_input_tokens=8_500)])
+    finally:
+        await conn.close()
+    got = await m.evaluate_once()
+    assert [(e["key"], e["value"]) for e in got] == [("acct_c", pytest.approx(87.0))]
 
 
 async def test_daily_cost_budget_global_and_per_account(make_manager, writer, capture):

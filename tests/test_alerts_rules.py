@@ -17,13 +17,14 @@ from nexus.alert_rules import (
     RULE_TOKEN_WINDOW,
     AlertConfig,
     AlertTracker,
-    learned_limit,
+    learned_limits,
     observe_daily_cost,
     observe_error_rate,
     observe_p95_latency,
     observe_pool,
     observe_token_windows,
     parse_key_values,
+    window_usage,
 )
 from nexus.config import ConfigError, Settings, load_settings
 from nexus.latency import bucket_index, empty_hist
@@ -135,11 +136,23 @@ def test_token_window_limits_per_account_default_and_learned():
     # no default, fixed mode: accounts without a limit are not judged
     assert observe_token_windows(_cfg(), {"acct_a": 10**9}) == []
     learned_cfg = _cfg(alert_token_limit_mode="learned")
-    limit = learned_limit([1000.0] * 9 + [2000.0])
-    assert limit == pytest.approx(1100.0)
-    o = observe_token_windows(learned_cfg, {"acct_a": 950}, {"acct_a": limit})[0]
-    assert o.breached and o.labels["limit"] == limit
-    assert learned_limit([5.0, 6.0]) is None  # too little history
+    o = observe_token_windows(learned_cfg, {"acct_a": 950}, {"acct_a": 1100.0})[0]
+    assert o.breached and o.labels["limit"] == 1100.0
+
+
+def test_window_usage_and_learned_limits_follow_the_monitors_windows():
+    now = datetime(2030, 1, 2, 12, 0, tzinfo=UTC)
+    h = timedelta(hours=1)
+    # past windows: nine of 1000 tokens and one of 2000, each opened by its first request
+    pts = []
+    for i in range(10):
+        start = now - (60 - 5 * i) * h
+        pts += [(start, 500), (start + 2 * h, 1500 if i == 9 else 500)]
+    pts += [(now - 2 * h, 400), (now - h, 500)]  # the open window, opened two hours ago
+    assert window_usage(pts, now, 5 * 3600) == 900
+    assert window_usage(pts, now + 3 * h + timedelta(minutes=1), 5 * 3600) is None  # it has closed
+    learned = learned_limits({"acct_a": pts, "acct_new": pts[-2:]}, now, 5 * 3600)
+    assert learned == {"acct_a": pytest.approx(1100.0)}  # p90 of the closed ones; too little history for new
 
 
 def test_pool_and_budget_observations():

@@ -70,32 +70,26 @@ async def traffic_window(conn: asyncpg.Connection, since: datetime, until: datet
     return TrafficWindow(int(row["requests"]), int(row["errors"]), hist)
 
 
-async def tokens_by_account(conn: asyncpg.Connection, since: datetime, until: datetime) -> dict[str, int]:
-    """Input + output tokens per account in ``[since, until]`` (the sliding usage window)."""
+async def token_minutes(conn: asyncpg.Connection, since: datetime, until: datetime
+                        ) -> dict[str, list[tuple[datetime, int]]]:
+    """Per account, (minute, tokens) points in ``[since, until]``, oldest first.
+
+    Tokens are input + output + cache creation + cache read: the ``totalTokens`` of
+    ``/api/token-usage/current``, so the alert's percentage is the one the monitor shows.
+    """
     rows = await conn.fetch(
-        """SELECT account_id, sum(input_tokens + output_tokens)::bigint AS tokens
+        """SELECT account_id, bucket,
+                  sum(input_tokens + output_tokens + cache_creation_input_tokens
+                      + cache_read_input_tokens)::bigint AS tokens
            FROM api_requests_minute
            WHERE bucket >= date_trunc('minute', $1::timestamptz) AND bucket <= $2 AND account_id <> ''
-           GROUP BY account_id""",
+           GROUP BY account_id, bucket
+           ORDER BY account_id, bucket""",
         since, until,
     )
-    return {r["account_id"]: int(r["tokens"]) for r in rows}
-
-
-async def past_window_totals(conn: asyncpg.Connection, since: datetime, until: datetime,
-                             window_s: float) -> dict[str, list[float]]:
-    """Per account, token totals of past fixed windows (aligned to the epoch) in ``[since, until)``."""
-    rows = await conn.fetch(
-        """SELECT account_id, floor(extract(epoch FROM bucket) / $3) AS w,
-                  sum(input_tokens + output_tokens)::float8 AS tokens
-           FROM api_requests_minute
-           WHERE bucket >= $1 AND bucket < $2 AND account_id <> ''
-           GROUP BY account_id, w""",
-        since, until, float(window_s),
-    )
-    out: dict[str, list[float]] = {}
+    out: dict[str, list[tuple[datetime, int]]] = {}
     for r in rows:
-        out.setdefault(r["account_id"], []).append(float(r["tokens"]))
+        out.setdefault(r["account_id"], []).append((r["bucket"], int(r["tokens"])))
     return out
 
 
