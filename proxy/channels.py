@@ -154,6 +154,8 @@ class Dispatcher:
             self.channels["webhook"] = Channel("webhook", self._send_webhook)
         if s.smtp_host and s.alert_email_to:
             self.channels["email"] = Channel("email", self._send_email)
+        elif s.smtp_host or s.alert_email_to:
+            log.warning("e-mail alerts need both SMTP_HOST and ALERT_EMAIL_TO; e-mail channel is off")
         if s.pagerduty_routing_key:
             self.channels["pagerduty"] = Channel("pagerduty", self._send_pagerduty)
 
