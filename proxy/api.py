@@ -380,7 +380,9 @@ def create_dashboard_app(runtime: Runtime) -> Quart:
 
         async def stream() -> AsyncIterator[bytes]:
             try:
-                yield b"retry: 2000\n\n" + heartbeat()
+                # retry in the same block as the first heartbeat: some clients (httpx-sse) would
+                # report a lone retry block as an empty "message" event.
+                yield b"retry: 2000\n" + heartbeat()
                 while True:
                     try:
                         event = await sub.get(heartbeat_s)
