@@ -68,3 +68,49 @@ async def test_error_burst_fires_and_resolves_through_the_whole_stack(db_dsn, tm
             await sse_task
         await service.stop()
         await capture.stop()
+
+
+async def test_dead_channels_do_not_slow_the_proxy(db_dsn, tmp_path: Path, mock_upstream):
+    """Slack refused, webhook hanging: the proxy answers as fast while alerts fire and retry."""
+    import statistics
+    import time
+
+    from proxy.server import ProxyService
+    from tests.test_channels import HangingServer, refused_url
+
+    hanging = await HangingServer().start()
+    pd = await CaptureServer().start()
+    settings = stack_settings(tmp_path, db_dsn, mock_upstream.url, SLACK_WEBHOOK_URL=refused_url(),
+                              ALERT_WEBHOOK_URL=f"http://127.0.0.1:{hanging.port}/hang",
+                              PAGERDUTY_ROUTING_KEY="k" * 32, PAGERDUTY_URL=pd.url("/pd"),
+                              ALERT_EVAL_INTERVAL_S="0.1", ALERT_ERROR_RATE_WINDOW_S="0",
+                              ALERT_MIN_REQUESTS="5", ALERT_REPEAT_INTERVAL_S="0.2",
+                              ALERT_CHANNEL_TIMEOUT_S="30", ALERT_RETRY_BACKOFF_S="0.01")
+    service = ProxyService(settings)
+    info = await service.start()
+    try:
+        async with httpx.AsyncClient(base_url=info["proxy_url"], timeout=30) as c:
+            async def timed(n: int, **hdr: str) -> list[float]:
+                out = []
+                for _ in range(n):
+                    t0 = time.monotonic()
+                    r = await c.post("/v1/messages", json=BODY, headers={**HDR, **hdr})
+                    out.append(time.monotonic() - t0)
+                    assert r.status_code in (200, 529)
+                return out
+
+            baseline = await timed(20)
+            await timed(10, **{"x-mock-status": "529"})  # error burst: the alert fires and repeats
+            assert await pd.wait_for(2, "/pd", timeout=10)  # PagerDuty still gets through
+            during = await timed(40)
+        assert statistics.median(during) < statistics.median(baseline) + 0.02
+        assert max(during) < 0.5
+        alerts = service.alerts.dispatcher.stats()
+        assert alerts["webhook"]["delivered"] == 0 and alerts["slack"]["delivered"] == 0
+        assert alerts["webhook"]["queued"] >= 1  # stuck behind the hanging receiver, not in our way
+    finally:
+        t0 = time.monotonic()
+        await service.stop()
+        assert time.monotonic() - t0 < 10  # shutdown does not wait for the dead receivers
+        await hanging.stop()
+        await pd.stop()
