@@ -226,7 +226,7 @@ def step(rule: RuleConfig, states: dict[str, AlertState], observations: Iterable
         else:
             if st.firing:
                 last = obs or Observation(rule.name, key, None, rule.threshold, False,
-                                          f"{rule.title}: cleared (no data) for {key}")
+                                          f"no recent data for {key}; cleared")
                 out.append(_transition(KIND_RESOLVED, rule, last, st, now))
             states.pop(key, None)
     return out
