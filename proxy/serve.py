@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +42,6 @@ class RunningServer:
     port: int
     task: asyncio.Task
     shutdown: asyncio.Event
-    sock: socket.socket
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -57,13 +57,12 @@ class RunningServer:
             self.task.cancel()
             with contextlib.suppress(BaseException):
                 await self.task
-        with contextlib.suppress(OSError):
-            self.sock.close()
 
 
-def hypercorn_config(sock: socket.socket, graceful_timeout: float = 30.0) -> Config:
+def hypercorn_config(fd: int, graceful_timeout: float = 30.0) -> Config:
+    """Config serving the listening socket ``fd``; Hypercorn takes ownership of it (and closes it)."""
     config = Config()
-    config.bind = [f"fd://{sock.fileno()}"]
+    config.bind = [f"fd://{fd}"]
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = graceful_timeout
@@ -86,11 +85,16 @@ async def start_server(app: Any, host: str = "127.0.0.1", port: int = 0,
     sock = bind_socket(host, port)
     real_port = sock.getsockname()[1]
     shutdown = asyncio.Event()
-    config = hypercorn_config(sock, graceful_timeout)
+    # Hypercorn wraps the fd in its own socket object and closes it at shutdown, so ours must
+    # let go of it; closing both would close a number the OS may have handed out again.
+    fd = sock.detach()
+    config = hypercorn_config(fd, graceful_timeout)
     task = asyncio.create_task(serve(app, config, shutdown_trigger=shutdown.wait), name=f"hypercorn:{real_port}")
     # Wait until the app's startup (lifespan) has run and the socket accepts.
     for _ in range(500):
         if task.done():
+            with contextlib.suppress(OSError):
+                os.close(fd)
             task.result()  # raise the startup error
         try:
             _, writer = await asyncio.open_connection(host, real_port)
@@ -100,4 +104,4 @@ async def start_server(app: Any, host: str = "127.0.0.1", port: int = 0,
             break
         except OSError:
             await asyncio.sleep(0.01)
-    return RunningServer(host=host, port=real_port, task=task, shutdown=shutdown, sock=sock)
+    return RunningServer(host=host, port=real_port, task=task, shutdown=shutdown)
