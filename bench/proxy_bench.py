@@ -1,0 +1,244 @@
+"""Figures 1-4, 7 and 8: the proxy against the direct path and LiteLLM, same mock, same run.
+
+Processes: the mock upstream, the proxy (recording ON into the bench PostgreSQL) and LiteLLM each
+run in their own process; load comes from wrk (C) or ``bench.loadgen`` (a third process).
+Rounds interleave direct / proxy / LiteLLM so that background noise hits all of them alike;
+each figure is the median over rounds of (proxied − direct) measured back to back.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from typing import Any
+
+import psutil
+
+from bench import litellm_setup
+from bench.common import DATA_DIR as D
+from bench.common import (
+    PY,
+    Child,
+    Figure,
+    children,
+    create_database,
+    median,
+    pct,
+    spawn,
+    start_mock,
+    start_proxy,
+    wrk,
+)
+
+
+def _cpu(pid: int) -> float:
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+def _loadgen(*args: str, timeout: float = 300) -> dict[str, Any]:
+    out = subprocess.run([PY, "-m", "bench.loadgen", *args], capture_output=True, text=True, timeout=timeout,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _f(x: float, unit: str = "ms", nd: int = 2) -> str:
+    return f"{x:.{nd}f} {unit}".strip()
+
+
+class ProxyBench:
+    def __init__(self, quick: bool, log: Any) -> None:
+        self.quick = quick
+        self.log = log
+        self.rounds = 2 if quick else 3
+        self.secs = 3 if quick else 4
+        self.figures: list[Figure] = []
+        self.extra: dict[str, Any] = {}
+
+    async def run(self) -> list[Figure]:
+        dsn = await create_database("bench_proxy", fresh=True)
+        with children() as kids:
+            mock = start_mock()
+            kids.append(mock)
+            proxy = start_proxy(mock.info["url"], dsn, D / "proxy-data")
+            kids.append(proxy)
+            lite: Child | None = None
+            why = litellm_setup.available()
+            if why is None:
+                try:
+                    lite = litellm_setup.start(mock.info["url"])
+                    kids.append(lite)
+                except RuntimeError as exc:
+                    why = str(exc)
+            self.extra["litellm"] = lite.info["version"] if lite else f"not run: {why}"
+            self.log(f"  litellm: {self.extra['litellm']}")
+            targets = {"direct": (mock.info["url"], mock.pid), "proxy": (proxy.info["proxy_url"], proxy.pid)}
+            if lite is not None:
+                targets["litellm"] = (lite.info["proxy_url"], lite.pid)
+            for url, _ in targets.values():
+                wrk(url, 8, 1)  # warm-up: connections, caches, JITless but allocator-warm
+            self._latency(targets, 1, "1", seq=True)
+            self._latency(targets, 32, "2")
+            self._throughput(targets, 64)
+            if lite is not None:
+                lite.stop()
+                kids.remove(lite)
+            self._streaming(mock, proxy, dsn)
+            self._fanout(proxy)
+            self._memory(proxy)
+        return self.figures
+
+    # -- 1, 2: added latency ---------------------------------------------------------------
+
+    def _latency(self, targets: dict[str, tuple[str, int]], conc: int, fig: str, seq: bool = False) -> None:
+        res: dict[str, list[dict[str, Any]]] = {k: [] for k in targets}
+        for _ in range(self.rounds):
+            for name, (url, pid) in targets.items():
+                c0 = _cpu(pid)
+                r = wrk(url, conc, self.secs)
+                r["cpu_us"] = (_cpu(pid) - c0) / max(1, r["requests"]) * 1e6
+                res[name].append(r)
+        d50 = [r["p50_us"] / 1000 for r in res["direct"]]
+        d99 = [r["p99_us"] / 1000 for r in res["direct"]]
+        add50 = median([p["p50_us"] / 1000 - d for p, d in zip(res["proxy"], d50, strict=True)])
+        add99 = median([p["p99_us"] / 1000 - d for p, d in zip(res["proxy"], d99, strict=True)])
+        cpu = median([r["cpu_us"] for r in res["proxy"]])
+        self.extra[f"fig{fig}"] = {k: [{x: round(r[x], 1) for x in ("rps", "p50_us", "p99_us", "cpu_us")}
+                                       for r in v] for k, v in res.items()}
+        lite50 = None
+        if "litellm" in res:
+            lite50 = median([p["p50_us"] / 1000 - d for p, d in zip(res["litellm"], d50, strict=True)])
+            lite99 = median([p["p99_us"] / 1000 - d for p, d in zip(res["litellm"], d99, strict=True)])
+        base = f"direct p50 {median(d50):.2f} ms"
+        t50, t99 = (1.0, 3.0) if seq else (3.0, 15.0)
+        label = "1 client sequential" if seq else f"{conc} concurrent clients"
+        self.figures.append(Figure(fig, f"added latency p50, non-streaming, {label}", f"≤ {t50} ms",
+                                   _f(add50), base, f"{(median(d50) + add50) / median(d50):.1f}× direct",
+                                   add50 <= t50, [f"proxy CPU {cpu:.0f} µs/request"]))
+        self.figures.append(Figure(fig, f"added latency p99, {label}", f"≤ {t99} ms", _f(add99),
+                                   f"direct p99 {median(d99):.2f} ms", "—", add99 <= t99))
+        if lite50 is not None:
+            ok = add50 <= lite50 / 2 if seq else None
+            self.figures.append(Figure(fig, f"added p50 vs LiteLLM, {label}",
+                                       "≤ ½ LiteLLM's" if seq else "(report)", _f(add50),
+                                       f"LiteLLM +{lite50:.2f} ms (p99 +{lite99:.2f} ms)",
+                                       f"{add50 / lite50:.2f}" if lite50 > 0 else "—", ok))
+        self.log(f"  fig {fig}: +{add50:.2f}/+{add99:.2f} ms (litellm +{lite50})  cpu {cpu:.0f}us/req")
+
+    # -- 3: throughput ---------------------------------------------------------------------
+
+    def _throughput(self, targets: dict[str, tuple[str, int]], conc: int) -> None:
+        res: dict[str, list[float]] = {k: [] for k in targets}
+        for _ in range(self.rounds):
+            for name, (url, _) in targets.items():
+                r = wrk(url, conc, self.secs)
+                res[name].append(r["rps"] if not r["errors_status"] else r["rps"] * 0)
+        ratios = [p / d for p, d in zip(res["proxy"], res["direct"], strict=True)]
+        ratio = median(ratios)
+        note = ", ".join(f"{k} {median(v):,.0f} req/s" for k, v in res.items())
+        self.extra["fig3"] = res
+        self.figures.append(Figure("3", f"throughput at {conc} clients (proxied / direct)", "≥ 60 %",
+                                   f"{median(res['proxy']):,.0f} req/s", f"direct {median(res['direct']):,.0f} req/s",
+                                   f"{ratio * 100:.0f} %", ratio >= 0.60, [note]))
+        self.log(f"  fig 3: {note} ratio {ratio:.2f}")
+
+    # -- 4: streaming ----------------------------------------------------------------------
+
+    def _streaming(self, mock: Child, proxy: Child, dsn: str) -> None:
+        n = "100" if self.quick else "200"
+        d_first, p_first = [], []
+        for _ in range(self.rounds):
+            d_first.append(median(_loadgen("ttft", mock.info["url"], "--n", n)["ttft_ms"]))
+            p_first.append(median(_loadgen("ttft", proxy.info["proxy_url"], "--n", n)["ttft_ms"]))
+        over = median([p - d for p, d in zip(p_first, d_first, strict=True)])
+        self.figures.append(Figure("4", "streaming TTFT overhead p50", "≤ 1 ms", _f(over),
+                                   f"direct TTFT {median(d_first):.2f} ms",
+                                   f"{median(p_first) / median(d_first):.1f}× direct", over <= 1.0))
+        self.log(f"  fig 4 ttft: +{over:.2f} ms")
+
+        # Per-event relay delay, against an upstream that stamps each event with its send time.
+        stamp = spawn([PY, "-m", "bench.servers", "stamp"])
+        sproxy = start_proxy(stamp.info["url"], dsn, D / "proxy-stamp")
+        try:
+            args = ["--n", "16" if self.quick else "40", "--events", "50", "--delay-ms", "2", "--conc", "4"]
+            dl, pl = [], []
+            for _ in range(self.rounds):
+                dl += _loadgen("stamp", stamp.info["url"], *args)["lag_ms"]
+                pl += _loadgen("stamp", sproxy.info["proxy_url"], *args)["lag_ms"]
+        finally:
+            sproxy.stop()
+            stamp.stop()
+        add50 = median(pl) - median(dl)
+        p99 = pct(pl, 0.99)
+        self.figures.append(Figure("4", "per-event relay delay p50 (added)", "≤ 1 ms", _f(add50),
+                                   f"direct event lag p50 {median(dl):.2f} ms", "—", add50 <= 1.0,
+                                   [f"{len(pl)} events, 4 concurrent streams, 2 ms apart"]))
+        self.figures.append(Figure("4", "per-event arrival after upstream send, p99 (proxied)", "≤ 5 ms",
+                                   _f(p99), f"direct p99 {pct(dl, 0.99):.2f} ms",
+                                   f"{p99 - pct(dl, 0.99):+.2f} ms", p99 <= 5.0))
+        self.log(f"  fig 4 events: +{add50:.2f} ms p50, p99 {p99:.2f} ms (direct {pct(dl, 0.99):.2f})")
+
+        # 1,000 concurrent open streams: RSS per open stream.
+        url = proxy.info["proxy_url"]
+        _loadgen("open", url, "--streams", "200", "--events", "3", "--delay-ms", "50")  # warm-up
+        time.sleep(1.0)
+        base = proxy.rss()
+        proc = subprocess.Popen([PY, "-m", "bench.loadgen", "open", url, "--streams", "1000", "--events", "24",
+                                 "--delay-ms", "400"], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        peak = base
+        samples = 0
+        while proc.poll() is None and samples < 12:
+            peak = max(peak, proxy.rss())
+            samples += 1
+            time.sleep(0.25)
+        out, _ = proc.communicate(timeout=120)
+        res = json.loads(out.strip().splitlines()[-1])
+        per = (peak - base) / 1000
+        errors = sum(res["errors"].values())
+        ok = per <= 64 * 1024 and errors == 0 and res["complete"] == 1000 and first.get("all_open_s") is not None
+        self.figures.append(Figure("4", "1,000 concurrent open streams: RSS per open stream", "≤ 64 KB, 0 errors",
+                                   f"{per / 1024:.1f} KB", f"idle RSS {base / 2**20:.0f} MB",
+                                   f"peak {peak / 2**20:.0f} MB", ok,
+                                   [f"all open after {first.get('all_open_s') or 0:.1f} s; complete "
+                                    f"{res['complete']}/1000; errors {res['errors'] or 0}"]))
+        self.log(f"  fig 4 open streams: {per / 1024:.1f} KB/stream, complete {res['complete']}, errors {res['errors']}")
+
+    # -- 7: SSE fan-out --------------------------------------------------------------------
+
+    def _fanout(self, proxy: Child) -> None:
+        secs = "5" if self.quick else "10"
+        res = _loadgen("fanout", proxy.info["dashboard_url"], proxy.info["dashboard_key"], proxy.info["proxy_url"],
+                       "--subs", "100", "--rate", "1000", "--seconds", secs, timeout=120)
+        d = res["delivery_ms"]
+        p99 = pct(d, 0.99)
+        lag = res["max_received"] - res["min_received"]
+        ok = p99 <= 100 and res["disconnected"] == 0 and res["rate"] >= 900 and lag <= 0.05 * res["sent"]
+        self.figures.append(Figure("7", "SSE fan-out, 100 subscribers: delivery p99", "≤ 100 ms at 1,000 ev/s",
+                                   _f(p99, nd=1), f"{res['rate']:.0f} events/s achieved", f"p50 {median(d):.1f} ms",
+                                   ok, [f"received min/max {res['min_received']}/{res['max_received']} of "
+                                        f"{res['sent']}; disconnected {res['disconnected']}; failed {res['failed']}"]))
+        self.log(f"  fig 7: p99 {p99:.1f} ms at {res['rate']:.0f}/s; min/max {res['min_received']}/"
+                 f"{res['max_received']} of {res['sent']} disc {res['disconnected']}")
+
+    # -- 8: memory -------------------------------------------------------------------------
+
+    def _memory(self, proxy: Child) -> None:
+        url = proxy.info["proxy_url"]
+        hour = 20_000 if self.quick else 60_000
+        wrk(url, 16, 3)
+        time.sleep(1)
+        warm = proxy.rss()
+        done = 0
+        t0 = time.perf_counter()
+        while done < hour and time.perf_counter() - t0 < 150:
+            done += wrk(url, 16, 5)["requests"]
+        time.sleep(1.5)  # the writer drains
+        after = proxy.rss()
+        growth = (after - warm) / warm
+        self.figures.append(Figure("8", f"RSS after {done:,} requests vs after warm-up", "within 20 %",
+                                   f"{after / 2**20:.1f} MB", f"warm {warm / 2**20:.1f} MB", f"{growth * 100:+.1f} %",
+                                   abs(growth) <= 0.20))
+        self.log(f"  fig 8: {warm / 2**20:.1f} -> {after / 2**20:.1f} MB after {done} requests")
