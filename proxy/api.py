@@ -30,7 +30,7 @@ MAX_FILTER_LEN = 512
 MAX_LOOKBACK = timedelta(days=400)
 MAX_TIMESERIES_POINTS = 2000
 DEFAULT_HEARTBEAT_S = 15.0
-_RELATIVE = re.compile(r"^\s*(\d{1,7})\s*([smhdw])\s*$", re.IGNORECASE)
+_RELATIVE = re.compile(r"^\s*([0-9]{1,7})\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -128,7 +128,7 @@ def parse_int(args: Mapping[str, str], name: str, default: int, lo: int, hi: int
     raw = _raw(args, name)
     if raw is None:
         return default
-    if not re.fullmatch(r"[+-]?\d{1,12}", raw):
+    if not re.fullmatch(r"[+-]?[0-9]{1,12}", raw):
         raise BadParam(name, f"expected an integer from {lo} to {hi}")
     value = int(raw)
     if not lo <= value <= hi:
@@ -173,7 +173,7 @@ def parse_status(args: Mapping[str, str]) -> str | int | None:
         return "error"
     if low == "ok":
         return "ok"
-    if re.fullmatch(r"\d{3}", raw) and 100 <= int(raw) <= 599:
+    if re.fullmatch(r"[0-9]{3}", raw) and 100 <= int(raw) <= 599:
         return int(raw)
     raise BadParam("status", "expected error, ok or an HTTP status code 100..599")
 
@@ -181,7 +181,7 @@ def parse_status(args: Mapping[str, str]) -> str | int | None:
 def parse_event_id(value: str | None, name: str) -> int | None:
     if value is None or value.strip() == "":
         return None
-    if not re.fullmatch(r"\d{1,18}", value.strip()):
+    if not re.fullmatch(r"[0-9]{1,18}", value.strip()):
         raise BadParam(name, "expected a non-negative integer event id")
     return int(value.strip())
 
@@ -248,7 +248,9 @@ def create_dashboard_app(runtime: Runtime) -> Quart:
     @app.errorhandler(HTTPException)
     async def _http_error(exc: HTTPException) -> Response:
         kind = {404: "not_found_error", 405: "invalid_request_error"}.get(exc.code or 500, "api_error")
-        return error_response(exc.code or 500, kind, exc.description or exc.name)
+        # Keep werkzeug's own headers (405 must say Allow: …, RFC 9110).
+        extra = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return error_response(exc.code or 500, kind, exc.description or exc.name, headers=extra)
 
     @app.errorhandler(Exception)
     async def _unexpected(exc: Exception) -> Response:

@@ -38,10 +38,12 @@ def _since(default: str) -> dict[str, Any]:
 
 
 _UNTIL = _q("until", _STR, "End of the range (default now). " + _TIME_DOC)
-_DOMAIN = _q("domain", {"type": "string", "maxLength": 512}, "Only requests to this domain (Host).")
-_ACCOUNT = _q("accountId", {"type": "string", "maxLength": 512}, "Only this account (alias: account).")
-_ACCOUNT_ALIAS = _q("account", {"type": "string", "maxLength": 512}, "Alias of accountId.")
-_MODEL = _q("model", {"type": "string", "maxLength": 512}, "Only this model.")
+# Filter values: any text without NUL (PostgreSQL text cannot hold it), at most 512 characters.
+_FILTER = {"type": "string", "maxLength": 512, "pattern": "^[^\\x00]*$"}
+_DOMAIN = _q("domain", _FILTER, "Only requests to this domain (Host).")
+_ACCOUNT = _q("accountId", _FILTER, "Only this account (alias: account).")
+_ACCOUNT_ALIAS = _q("account", _FILTER, "Alias of accountId.")
+_MODEL = _q("model", _FILTER, "Only this model.")
 _FILTERS = [_DOMAIN, _ACCOUNT, _ACCOUNT_ALIAS, _MODEL]
 _DAYS = _q("days", {"type": "integer", "minimum": 1, "maximum": 400, "default": 30},
            "Today (UTC) and the days - 1 days before it.")
@@ -200,8 +202,9 @@ def openapi_document(version: str) -> dict[str, Any]:
             "Recorded requests, newest first, cursor-paged.",
             [_q("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "Page size."),
              _q("before", _STR, "Cursor: nextCursor of the previous page."),
-             _q("status", {"type": "string", "pattern": "^(error|errors|ok|[1-5][0-9][0-9])$"},
-                "error, ok, or an HTTP status code."),
+             _q("status", {"type": "string",
+                           "pattern": "^\\s*([Ee][Rr][Rr][Oo][Rr][Ss]?|[Oo][Kk]|[1-5][0-9][0-9])?\\s*$"},
+                "error, ok (any case), or an HTTP status code 100..599; empty = any."),
              _q("since", _STR, "Optional start. " + _TIME_DOC), _UNTIL, *_FILTERS],
             _ref("RequestList")),
         "/api/requests/{id}": _get(
