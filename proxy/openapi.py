@@ -91,9 +91,10 @@ def _schemas() -> dict[str, Any]:
         "accountId": _STR, "active": {"type": "boolean"}, "windowMinutes": _INT, "windowStart": _TIME,
         "windowEnd": _TIME, "now": _TIME, "totalInputTokens": _INT, "totalOutputTokens": _INT,
         "cacheCreationInputTokens": _INT, "cacheReadInputTokens": _INT, "totalTokens": _INT,
-        "totalRequests": _INT, "costUsd": _NUM, "burnRatePerMinute": _NUM, "projectedTotal": _NUM,
+        "totalRequests": _INT, "costUsd": _NUM, "burnRatePerMinute": _NUM, "projectedTotal": _INT,
         "tokenLimit": {"type": ["integer", "null"]}, "percentOfLimit": _NUM_OR_NULL,
-        "projectedExhaustion": _TIME_OR_NULL, "minutesRemaining": _NUM,
+        "projectedPercentOfLimit": _NUM_OR_NULL, "projectedExhaustion": _TIME_OR_NULL,
+        "minutesRemaining": _NUM, "elapsedMinutes": _NUM,
     })
     headers = {"type": ["object", "null"], "additionalProperties": {"type": "string"}}
     return {

@@ -136,7 +136,8 @@ async def test_token_usage_current_windows(loaded_api):
     burn = 1210 / elapsed
     assert w["burnRatePerMinute"] == pytest.approx(burn, abs=1e-3)
     assert w["minutesRemaining"] == pytest.approx(119.5, abs=0.01)
-    assert w["projectedTotal"] == pytest.approx(1210 + burn * 119.5, abs=0.1)
+    assert w["projectedTotal"] == round(1210 + burn * 119.5)
+    assert w["elapsedMinutes"] == pytest.approx(180.5)
     assert w["tokenLimit"] == 2000 and w["percentOfLimit"] == pytest.approx(60.5)
     exhaust = a.now + timedelta(minutes=(2000 - 1210) / burn)
     got = datetime.fromisoformat(w["projectedExhaustion"])

@@ -32,6 +32,7 @@ import orjson
 
 from nexus.latency import HIST_LEN, LATENCY_BUCKETS_MS, empty_hist, percentile_from_hist
 from nexus.redact import redact_headers
+from nexus.windows import current_window, window_projection
 
 log = logging.getLogger("nexus.db")
 
@@ -245,31 +246,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 # --------------------------------------------------------------------------------------------
-# Window math (nexus.windows when present; same formulas inline otherwise)
+# Window math lives in nexus.windows (shared with the alert rules, so the monitor and the alerts
+# agree on where a window starts and how fast it burns).
 
 
 def _projection(total: int, start: datetime, end: datetime, now: datetime,
                 limit: int | None) -> dict[str, Any]:
-    elapsed_min = max((now - start).total_seconds() / 60.0, 1.0)
-    remaining_min = max((end - now).total_seconds() / 60.0, 0.0)
-    burn = total / elapsed_min
-    projected = total + burn * remaining_min
-    out: dict[str, Any] = {
-        "burnRatePerMinute": round(burn, 3),
-        "projectedTotal": round(projected, 1),
-        "tokenLimit": limit,
-        "percentOfLimit": None,
-        "projectedExhaustion": None,
-        "minutesRemaining": round(remaining_min, 2),
-    }
-    if limit:
-        out["percentOfLimit"] = round(total / limit * 100.0, 3)
-        if total >= limit:
-            out["projectedExhaustion"] = iso(now)
-        elif burn > 0:
-            at = now + timedelta(minutes=(limit - total) / burn)
-            if at <= end:
-                out["projectedExhaustion"] = iso(at)
+    out = window_projection(total, start, end, now, limit)
+    out["tokenLimit"] = limit
     return out
 
 
@@ -485,23 +469,21 @@ class DashboardQueries:
             per_account.setdefault(r["account_id"], []).append(r)
         out: list[dict[str, Any]] = []
         for account, minutes in per_account.items():
-            start: datetime | None = None
-            for r in minutes:
-                if start is None or r["bucket"] >= start + window:
-                    start = r["bucket"]
-            assert start is not None
-            if now >= start + window:
+            points = [(r["bucket"], int(r["input_tokens"] + r["output_tokens"] + r["cache_creation"]
+                                        + r["cache_read"])) for r in minutes]
+            win = current_window(points, now, window, floor_to_hour=False)
+            if win is None:
                 continue  # its last window is over: no active window
             agg = _Agg()
             for r in minutes:
-                if r["bucket"] >= start:
+                if r["bucket"] >= win.start:
                     agg.requests += int(r["requests"])
                     agg.input += int(r["input_tokens"])
                     agg.output += int(r["output_tokens"])
                     agg.cache_creation += int(r["cache_creation"])
                     agg.cache_read += int(r["cache_read"])
                     agg.cost += r["cost"] or Decimal(0)
-            out.append(self._window_json(account, True, window_min, start, start + window, now, agg,
+            out.append(self._window_json(account, True, window_min, win.start, win.end, now, agg,
                                          limit_for(account)))
         if filters.account and not out:
             out.append(self._window_json(filters.account, False, window_min, now - window, now, now, _Agg(),
@@ -531,7 +513,8 @@ class DashboardQueries:
         body.update(_projection(t["total"], start, end, now, limit))
         if not active:
             body["burnRatePerMinute"] = 0.0
-            body["projectedTotal"] = 0.0
+            body["projectedTotal"] = 0
+            body["projectedPercentOfLimit"] = body["percentOfLimit"]
             body["projectedExhaustion"] = None
         return body
 
