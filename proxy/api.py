@@ -191,16 +191,28 @@ def parse_event_id(value: str | None, name: str) -> int | None:
 
 
 def _token_limit_lookup(runtime: Runtime) -> Callable[[str], int | None]:
-    """Per-account window limit: ``extras['token_limit_for']`` or ``extras['token_limits']``, else the default."""
+    """An account's window limit, the same one the token-window alert uses.
+
+    In order: ``extras['token_limit_for'](account)`` (e.g. the alert manager's learned limits),
+    ``extras['token_limits']``, ``ALERT_TOKEN_LIMITS`` (``acct=limit,…``), then ``TOKEN_WINDOW_LIMIT``.
+    """
     custom = runtime.extras.get("token_limit_for")
-    limits = runtime.extras.get("token_limits") or {}
+    limits = dict(runtime.extras.get("token_limits") or {})
+    configured = getattr(runtime.settings, "alert_token_limits", None)
+    if configured:
+        try:
+            from nexus.alert_rules import parse_key_values
+
+            limits = {**parse_key_values("ALERT_TOKEN_LIMITS", configured), **limits}
+        except (ImportError, ValueError):  # malformed setting: reported by the alert config itself
+            pass
     default = runtime.settings.token_window_limit or None
 
     def lookup(account: str) -> int | None:
-        value = custom(account) if callable(custom) else limits.get(account)
-        if value:
-            return int(value)
-        return default
+        value = custom(account) if callable(custom) else None
+        if not value:
+            value = limits.get(account)
+        return int(value) if value else default
 
     return lookup
 
