@@ -46,6 +46,7 @@ from tui.panels.header import AlertBanner, StatsStrip, StatusBar, status_text
 from tui.panels.latency import LatencyChart
 from tui.panels.log import RequestLog
 from tui.panels.rate import RateChart
+from tui.panels.vlist import VirtualTable
 from tui.panels.windows import TokenWindowsPanel
 from tui.screens.alerts import AlertsScreen
 from tui.screens.filter import FilterScreen
@@ -54,13 +55,13 @@ from tui.screens.request import RequestScreen
 
 # source -> seconds between fetches. Cheap, fast-moving numbers often; costs rarely.
 SOURCE_INTERVALS: dict[str, float] = {
-    "stats": 3.0,
-    "timeseries": 5.0,
-    "windows": 5.0,
-    "errors": 5.0,
-    "costs": 15.0,
-    "alerts": 10.0,
-    "info": 30.0,
+    "stats": 4.0,
+    "errors": 6.0,
+    "timeseries": 10.0,
+    "windows": 10.0,
+    "alerts": 15.0,
+    "costs": 30.0,
+    "info": 60.0,
 }
 ALWAYS = ("info", "alerts")  # the header and the banner are always on screen
 
@@ -88,7 +89,7 @@ class NexusApp(App[int]):
     ]
 
     def __init__(self, url: str = DEFAULT_URL, key: str | None = None, *, query: Query | None = None,
-                 poll_interval: float = 1.0, tick: float = 0.5, stream: bool = True,
+                 poll_interval: float = 2.0, tick: float = 0.5, stream: bool = True,
                  transport: httpx.AsyncBaseTransport | None = None,
                  now: Callable[[], datetime] | None = None, export_dir: Path | None = None,
                  watch_terminal: bool = True, exit_after: float | None = None) -> None:
@@ -121,7 +122,7 @@ class NexusApp(App[int]):
         self._force_next = False
         self._poll_timer: Any = None
         self._info_at: float | None = None
-        self._frozen: dict[str, Any] | None = None
+        self._panels: list[Panel] | None = None
 
     # ------------------------------------------------------------------ layout
 
@@ -142,7 +143,13 @@ class NexusApp(App[int]):
 
     def on_mount(self) -> None:
         self.client = DashboardClient(self.url, self.key, transport=self.transport)
-        self.query_one("#alert-banner", AlertBanner).display = False
+        # Found once: ``query_one`` searches the active screen, which may be a drill-down.
+        self.main_screen = self.screen
+        self.w_log = self.query_one("#log", RequestLog)
+        self.w_errors = self.query_one("#errors", ErrorsPanel)
+        self.w_status = self.query_one("#status", StatusBar)
+        self.w_banner = self.query_one("#alert-banner", AlertBanner)
+        self.w_banner.display = False
         self.query_one(TokenWindowsPanel).now = self.now
         if self.use_stream:
             self.stream = self.client.stream(on_change=self._on_stream_change, on_alert=self._on_alert)
@@ -151,7 +158,7 @@ class NexusApp(App[int]):
         self.set_interval(1.0, self._header_tick, name="header-tick")
         # After the first layout, so the panels know they are on screen and get their data.
         self.call_after_refresh(self._start_poll, True)
-        self.query_one("#log", RequestLog).focus()
+        self.w_log.focus()
         if self.watch_terminal and not self.is_headless:
             self._install_terminal_watch()
         if self.exit_after is not None:
@@ -170,7 +177,11 @@ class NexusApp(App[int]):
 
     @property
     def panels(self) -> list[Panel]:
-        return [w for w in self.screen.query("*") if isinstance(w, Panel)] if self._main_active() else []
+        if not self._main_active():
+            return []
+        if self._panels is None:
+            self._panels = [w for w in self.main_screen.query("*") if isinstance(w, Panel)]
+        return self._panels
 
     def _main_active(self) -> bool:
         return len(self.screen_stack) == 1
@@ -284,7 +295,7 @@ class NexusApp(App[int]):
         self.api_message = down or "ok"
         if not self.paused:
             self._show_panels()
-        self.query_one("#alert-banner", AlertBanner).show_alerts(list(self.alerts.values()))
+        self.w_banner.show_alerts(list(self.alerts.values()))
         self._header_tick()
 
     def _show_panels(self) -> None:
@@ -306,7 +317,7 @@ class NexusApp(App[int]):
 
     def _on_alert(self, alert: Alert) -> None:
         self.alerts[alert.id] = alert
-        self.query_one("#alert-banner", AlertBanner).show_alerts(list(self.alerts.values()))
+        self.w_banner.show_alerts(list(self.alerts.values()))
         if alert.firing:
             self.notify(f"{alert.rule}: {alert.message}", title="Alert", severity="error", timeout=10)
 
@@ -314,8 +325,7 @@ class NexusApp(App[int]):
         """Drain what the stream buffered since the last tick, unless paused."""
         if self.paused:
             return
-        log = self.query_one("#log", RequestLog)
-        log.keep_following()
+        log = self.w_log
         if self.stream is None or not self.stream.requests:
             return
         events = [e for e in self.stream.drain() if self.q.matches(e)]
@@ -324,7 +334,7 @@ class NexusApp(App[int]):
         log.append(events)
         errors = [e for e in events if e.is_error]
         if errors:
-            panel = self.query_one("#errors", ErrorsPanel)
+            panel = self.w_errors
             panel.merge(errors, self.q)
             if self._main_active():
                 panel.show({"query": self.q, "now": self.now()})
@@ -362,7 +372,7 @@ class NexusApp(App[int]):
                                    uptime_s=uptime, time_range=self.q.time_range,
                                    filter_text=self.q.filter_text, paused=self.paused,
                                    buffered=self._buffered(), url=self.url)
-        self.query_one("#status", StatusBar).set_text(text)
+        self.w_status.set_text(text)
 
     def _buffered(self) -> int:
         return len(self.stream.requests) if self.stream is not None else 0
@@ -382,10 +392,10 @@ class NexusApp(App[int]):
         self.q = q
         self.data = {"query": q, "info": self.data.get("info"), "alerts": self.data.get("alerts")}
         self.fetched_at.clear()
-        errors = self.query_one("#errors", ErrorsPanel)
+        errors = self.w_errors
         errors.reset()
         if filters_changed:
-            self.query_one("#log", RequestLog).reset()
+            self.w_log.reset()
         self._header_tick()
         self._start_poll(force=True)
 
@@ -457,17 +467,17 @@ class NexusApp(App[int]):
         return Path(self.save_screenshot(filename=f"nexus-{stamp}.svg", path=str(self.export_dir))).resolve()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        table = event.data_table
+        """Enter on a token window: filter on that account (again: clear the filter)."""
         rid = event.row_key.value
-        if rid is None:
-            return
-        if isinstance(table, (RequestLog, ErrorsPanel)):
-            assert self.client is not None
-            self.push_screen(RequestScreen(self.client, str(rid)))
-        elif isinstance(table, TokenWindowsPanel) and rid != "-":
+        if isinstance(event.data_table, TokenWindowsPanel) and rid not in (None, "-"):
             q = self.q
             account = None if q.account == rid else str(rid)
             self.set_query(Query(time_range=q.time_range, domain=q.domain, account=account, model=q.model))
+
+    def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
+        """Enter in the live log or the errors table: drill into that request."""
+        assert self.client is not None
+        self.push_screen(RequestScreen(self.client, event.request_id))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -486,7 +496,7 @@ class NexusApp(App[int]):
                             lambda: self.set_query(Query(time_range=self.q.time_range)))
 
     def _open_selected(self) -> None:
-        for table in (self.query_one("#errors", ErrorsPanel), self.query_one("#log", RequestLog)):
+        for table in (self.w_errors, self.w_log):
             rid = table.current_id
             if rid and self.client is not None:
                 self.push_screen(RequestScreen(self.client, rid))

@@ -1,6 +1,6 @@
 """Recent errors, newest first: the individual failed exchanges, so Enter can open one.
 
-Seeded by ``/api/requests?status=error`` on each poll and topped up live from the stream, so a
+Seeded by ``/api/errors`` (its ``recent`` rows) on each poll and topped up live from the stream, so a
 529 shows up the moment it happens rather than at the next poll. The title carries the counts
 by status/type from ``/api/errors``.
 """
@@ -14,14 +14,14 @@ from rich.text import Text
 from tui import fmt
 from tui.client import ErrorsReport, Query, RequestEvent
 from tui.panels import Panel
-from tui.panels.table import DiffTable
+from tui.panels.vlist import VirtualTable
 
 COLUMNS = [
     ("time", "time", 8),
     ("st", "status", 3),
     ("type", "type", 16),
     ("model", "model", 10),
-    ("domain", "domain", None),
+    ("domain", "domain", 24),
 ]
 MAX_ROWS = 100
 
@@ -31,12 +31,14 @@ def error_cells(ev: RequestEvent) -> tuple:
             fmt.short_model(ev.model), ev.domain)
 
 
-class ErrorsPanel(DiffTable, Panel):
+class ErrorsPanel(VirtualTable, Panel):
     SOURCES = ("errors",)
     PANEL_TITLE = "Errors"
+    COLUMNS = COLUMNS
+    MAX_ROWS = MAX_ROWS
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(COLUMNS, **kwargs)
+        super().__init__(**kwargs)
         self.border_title = self.PANEL_TITLE
         self._events: dict[str, RequestEvent] = {}
 
@@ -51,6 +53,7 @@ class ErrorsPanel(DiffTable, Panel):
 
     def reset(self) -> None:
         self._events.clear()
+        self.clear_rows()
 
     def show(self, data: dict[str, Any]) -> None:
         report: ErrorsReport | None = data.get("errors")
@@ -61,7 +64,7 @@ class ErrorsPanel(DiffTable, Panel):
             since = q.since(data.get("now"))
             self._events = {k: e for k, e in self._events.items() if e.time is None or e.time >= since}
         events = sorted(self._events.values(), key=_time_key, reverse=True)
-        self.sync([(e.id, error_cells(e)) for e in events], ordered=True)
+        self.set_rows([(e.id, error_cells(e)) for e in events])
         if report is not None:
             top = report.groups[:3]
             summary = ", ".join(f"{g.status} {g.error_type or ''}".strip() + f" ×{g.count}" for g in top)

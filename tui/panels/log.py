@@ -1,12 +1,12 @@
 """The live request log: every exchange as the stream delivers it, like ``tail -f``.
 
-Newest at the bottom and followed while the cursor sits on the last row; move up and it stays
-put. Rows are appended and the oldest dropped, never rebuilt, so 200 events/s stay cheap.
+Newest at the bottom and followed while the cursor sits on the last row; move up and the view
+stays on the request you were reading while new ones arrive below. A virtual list (see
+``vlist``), so 200 events/s cost one cheap redraw per tick.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 from rich.text import Text
@@ -14,7 +14,7 @@ from rich.text import Text
 from tui import fmt
 from tui.client import RequestEvent
 from tui.panels import Panel
-from tui.panels.table import DiffTable
+from tui.panels.vlist import VirtualTable
 
 # Most telling first: on a narrow terminal the right-most columns are the ones cut off.
 COLUMNS = [
@@ -24,9 +24,8 @@ COLUMNS = [
     ("latency", "latency", 7),
     ("tokens", "tokens", 6),
     ("cost", "cost", 7),
-    ("domain", "domain", 15),
+    ("domain", "domain", 24),
 ]
-MAX_ROWS = 300
 
 
 def log_cells(ev: RequestEvent) -> tuple:
@@ -37,48 +36,44 @@ def log_cells(ev: RequestEvent) -> tuple:
             fmt.tokens(ev.tokens.total), cost, ev.domain)
 
 
-class RequestLog(DiffTable, Panel):
+class RequestLog(VirtualTable, Panel):
     SOURCES = ()
     PANEL_TITLE = "Live requests"
+    COLUMNS = COLUMNS
+    MAX_ROWS = 500
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(COLUMNS, **kwargs)
+        super().__init__(**kwargs)
         self.border_title = self.PANEL_TITLE
-        self._order: deque[str] = deque()
         self._follow = True
         self.shown = 0
 
     def append(self, events: list[RequestEvent]) -> None:
-        """Add a batch of new events; only the last ``MAX_ROWS`` of a big batch are drawn."""
+        """Add a batch of new events; only the last ``MAX_ROWS`` of a big batch are kept."""
         if not events:
             return
-        follow = self.row_count == 0 or self.cursor_row >= self.row_count - 1
-        for ev in events[-MAX_ROWS:]:
-            if not ev.id or ev.id in self._rows:
-                continue
-            cells = log_cells(ev)
-            self.add_row(*cells, key=ev.id)
-            self._rows[ev.id] = cells
-            self._order.append(ev.id)
-        while len(self._order) > MAX_ROWS:
-            old = self._order.popleft()
-            self._rows.pop(old, None)
-            self.remove_row(old)
+        for ev in events[-self.MAX_ROWS:]:
+            if ev.id and ev.id not in self._rows:
+                self._rows[ev.id] = log_cells(ev)
+        dropped = 0
+        while len(self._rows) > self.MAX_ROWS:
+            self._rows.popitem(last=False)
+            dropped += 1
+        self._ids = None
         self.shown += len(events)
-        self._follow = follow
-        if follow and self.row_count:
-            self.move_cursor(row=self.row_count - 1, animate=False)
+        if self._follow:
+            self.cursor_row = self.row_count - 1
+        else:  # stay on the same request while old rows fall off the top
+            self.cursor_row = max(0, self.cursor_row - dropped)
+            self._top = max(0, self._top - dropped)
+        self.refresh()
 
-    def keep_following(self) -> None:
-        """Called every UI tick: new rows change the virtual size only after layout, so the
-        scroll done when they were added can fall one row short; catch up here."""
-        if self._follow and self.scroll_y < self.max_scroll_y and self.cursor_row >= self.row_count - 1:
-            self.scroll_end(animate=False, immediate=True)
+    def _cursor_moved(self) -> None:
+        self._follow = self.cursor_row >= self.row_count - 1
 
     def reset(self) -> None:
-        self.clear()
-        self._rows.clear()
-        self._order.clear()
+        self.clear_rows()
+        self._follow = True
 
     def show(self, data: dict[str, Any]) -> None:
         """The log is fed by the stream (``append``), not by polls."""
