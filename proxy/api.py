@@ -20,7 +20,15 @@ import orjson
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
-from nexus.db.queries import DashboardQueries, DatabaseUnavailable, Filters, decode_cursor, iso, ping
+from nexus.db.queries import (
+    DashboardQueries,
+    DatabaseUnavailable,
+    Filters,
+    RollupCache,
+    decode_cursor,
+    iso,
+    ping,
+)
 from proxy.auth import FailureLimiter, check_request
 from proxy.context import Runtime
 
@@ -228,9 +236,14 @@ def create_dashboard_app(runtime: Runtime) -> Quart:
     # Blueprints (e.g. proxy.alerts_api) find the runtime here: current_app.extensions["nexus_runtime"].
     app.extensions["nexus_runtime"] = runtime
 
+    # Whole past hours of rollups, reused across polls (see RollupCache); 0 disables it.
+    cache_ttl = float(runtime.extras.get("rollup_cache_ttl_s", 60.0))
+    cache = RollupCache(ttl_s=cache_ttl) if cache_ttl > 0 else None
+    app.extensions["nexus_rollup_cache"] = cache
+
     def queries() -> DashboardQueries:
         # Built per request: the runtime's pool may be replaced while the database comes back.
-        return DashboardQueries(runtime.pool, runtime.settings.slow_query_threshold_ms)
+        return DashboardQueries(runtime.pool, runtime.settings.slow_query_threshold_ms, cache=cache)
 
     def now() -> datetime:
         clock = runtime.extras.get("clock")

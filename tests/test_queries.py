@@ -15,6 +15,7 @@ from nexus.db.queries import (
     DashboardQueries,
     DatabaseUnavailable,
     Filters,
+    RollupCache,
     ceil_minute,
     decode_cursor,
     encode_cursor,
@@ -144,3 +145,58 @@ async def test_rollup_plus_edges_equal_raw_sql(pool, seed):
             hi = LATENCY_BUCKETS_MS[i] if i < len(LATENCY_BUCKETS_MS) else float("inf")
             assert lo - 1e-6 <= got["latencyMs"]["p95"] <= hi + 1e-6 or abs(
                 got["latencyMs"]["p95"] - exact) / exact < 0.5
+
+
+async def test_cache_serves_closed_hours_and_expires(pool):
+    """Whole past hours come from the cache; a late record in one shows up once its entry expires."""
+    t = [0.0]
+    cache = RollupCache(ttl_s=60, clock=lambda: t[0])
+    q = DashboardQueries(pool, cache=cache)
+    now = datetime.now(UTC)
+    async with pool.acquire() as conn:
+        await insert_records(conn, [Record(created_at=now - timedelta(hours=h, minutes=1), domain="a",
+                                           model="m", status_code=200, input_tokens=1,
+                                           response_time_ms=10.0 * h + 1) for h in range(1, 6)],
+                             PartitionCache())
+    since = now - timedelta(hours=6)
+    first = await q.stats(since, now, Filters(), now)
+    assert first["totalRequests"] == 5 and cache.misses >= 4
+    hits = cache.hits
+    again = await q.stats(since, now, Filters(), now)
+    assert again == first and cache.hits > hits
+    # a record replayed late into an hour that is already cached
+    async with pool.acquire() as conn:
+        await insert_records(conn, [Record(created_at=now - timedelta(hours=4, minutes=30), domain="a",
+                                           model="m", status_code=500, input_tokens=1)], PartitionCache())
+    assert (await q.stats(since, now, Filters(), now))["totalRequests"] == 5  # still cached
+    t[0] = 61
+    fresh = await q.stats(since, now, Filters(), now)
+    assert fresh["totalRequests"] == 6 and fresh["errorCount"] == 1
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+async def test_cached_and_uncached_answers_are_identical(pool, seed):
+    rnd = random.Random(seed)
+    now = datetime.now(UTC)
+    records = [Record(created_at=now - timedelta(seconds=rnd.uniform(0, 30 * 3600)),
+                      domain=rnd.choice(["a", "b"]), account_id=rnd.choice(["x", "y"]),
+                      model=rnd.choice(["m1", "m2"]), status_code=rnd.choice([200, 200, 529]),
+                      input_tokens=rnd.randint(0, 99), output_tokens=rnd.randint(0, 99),
+                      response_time_ms=rnd.uniform(1, 5000), cost_usd=Decimal(rnd.randint(0, 999)) / 10**5)
+               for _ in range(300)]
+    async with pool.acquire() as conn:
+        await insert_records(conn, records, PartitionCache())
+    plain = DashboardQueries(pool)
+    cached = DashboardQueries(pool, cache=RollupCache())
+    since = now - timedelta(hours=26, seconds=rnd.uniform(0, 3600))
+    for q_ in (cached, cached):  # second round is served from the cache
+        assert await q_.stats(since, now, Filters(), now) == await plain.stats(since, now, Filters(), now)
+        assert await q_.timeseries(since, now, 900, Filters(domain="a")) == await plain.timeseries(
+            since, now, 900, Filters(domain="a"))
+        assert await q_.token_usage_daily(3, now.date(), Filters(), False) == await plain.token_usage_daily(
+            3, now.date(), Filters(), False)
+        assert await q_.costs(3, now, Filters()) == await plain.costs(3, now, Filters())
+        lim = lambda a: 1000  # noqa: E731
+        assert await q_.token_usage_current(300, now, Filters(), lim) == await plain.token_usage_current(
+            300, now, Filters(), lim)
+    assert cached.cache is not None and cached.cache.hits > 0

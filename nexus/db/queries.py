@@ -20,6 +20,7 @@ import logging
 import math
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -258,6 +259,85 @@ def _projection(total: int, start: datetime, end: datetime, now: datetime,
 
 
 # --------------------------------------------------------------------------------------------
+# Closed-hour cache of rollup aggregates
+
+
+def floor_hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(t: datetime) -> datetime:
+    f = floor_hour(t)
+    return f if f == t else f + timedelta(hours=1)
+
+
+@dataclass
+class RollupCache:
+    """Aggregates of whole past hours of rollups, kept a short while in the dashboard process.
+
+    A monitor asks for "the last 24 h" every few seconds; 23 of those hours do not change between
+    polls, so each is aggregated once per ``ttl_s`` and only the open hour at each end is read
+    fresh. Only hours that ended at least ``settle_s`` ago are cached (the writer flushes within
+    a fraction of a second). A record that arrives much later (replayed from the journal after a
+    database outage) is visible once the entry expires, within ``ttl_s``.
+    """
+
+    ttl_s: float = 60.0
+    settle_s: float = 120.0
+    max_entries: int = 20_000
+    clock: Callable[[], float] = time.monotonic
+    hits: int = 0
+    misses: int = 0
+    _data: OrderedDict[tuple, tuple[float, list[dict[str, Any]]]] = field(default_factory=OrderedDict)
+
+    def get(self, key: tuple) -> list[dict[str, Any]] | None:
+        item = self._data.get(key)
+        if item is None or self.clock() - item[0] > self.ttl_s:
+            if item is not None:
+                del self._data[key]
+            self.misses += 1
+            return None
+        self.hits += 1
+        return item[1]
+
+    def put(self, key: tuple, rows: list[dict[str, Any]]) -> None:
+        self._data[key] = (self.clock(), rows)
+        self._data.move_to_end(key)
+        while len(self._data) > self.max_entries:
+            self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+
+def _add(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if isinstance(a, list):
+        return [x + (y or 0) for x, y in zip(a, b, strict=True)]
+    return a + b
+
+
+def _merge(acc: dict[tuple, dict[str, Any]], key_names: list[str], rows: list[dict[str, Any]]) -> None:
+    """Sum ``rows`` into ``acc`` by their key columns (every other column is a sum or a histogram)."""
+    for row in rows:
+        key = tuple(row[k] for k in key_names)
+        cur = acc.get(key)
+        if cur is None:
+            acc[key] = {k: (list(v) if isinstance(v, list) else v) for k, v in row.items()}
+        else:
+            for col, v in row.items():
+                if col not in key_names:
+                    cur[col] = _add(cur[col], v)
+
+
+def _plain(r: asyncpg.Record) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, list | tuple) else v) for k, v in r.items()}
+
+
+# --------------------------------------------------------------------------------------------
 # The queries
 
 
@@ -265,10 +345,65 @@ class DashboardQueries:
     """The dashboard's read side over one pool; every statement timed, DB outages → DatabaseUnavailable."""
 
     def __init__(self, pool: asyncpg.Pool | None, slow_query_threshold_ms: float = 5000,
-                 acquire_timeout: float = 5.0) -> None:
+                 acquire_timeout: float = 5.0, cache: RollupCache | None = None) -> None:
         self.pool = pool
         self.slow_query_threshold_ms = slow_query_threshold_ms
         self.acquire_timeout = acquire_timeout
+        self.cache = cache
+
+    async def _rollup(self, conn: asyncpg.Connection, name: str, keys: list[tuple[str, str]], values: str,
+                      start: datetime, end: datetime, filters: Filters) -> list[dict[str, Any]]:
+        """``SELECT keys, values FROM api_requests_minute`` over ``[start, end)``, grouped by ``keys``.
+
+        Every rollup read goes through here. With a cache, whole hours that are over are served
+        from it (one query fills the missing ones) and only the ragged ends are read each time.
+        """
+        key_names = [alias for _, alias in keys]
+        key_sql = ", ".join(f"{expr} AS {alias}" for expr, alias in keys)
+        acc: dict[tuple, dict[str, Any]] = {}
+
+        async def fetch(ranges: list[tuple[datetime, datetime]], by_hour: bool, label: str) -> list[dict]:
+            args: list[Any] = []
+            conds = []
+            for a, b in ranges:
+                args += [a, b]
+                conds.append(f"(bucket >= ${len(args) - 1} AND bucket < ${len(args)})")
+            hour = "date_trunc('hour', bucket, 'UTC') AS _hour, " if by_hour else ""
+            n_keys = len(keys) + (1 if by_hour else 0)
+            sql = f"""SELECT {hour}{key_sql}, {values}
+                      FROM api_requests_minute
+                      WHERE ({" OR ".join(conds)}){filters.sql(args)}
+                      GROUP BY {", ".join(str(i) for i in range(1, n_keys + 1))}"""
+            return [_plain(r) for r in await self._run(conn, label, sql, *args)]
+
+        hours: list[datetime] = []
+        if self.cache is not None:
+            settled = datetime.now(UTC) - timedelta(seconds=self.cache.settle_s)
+            h = ceil_hour(start)
+            while h + timedelta(hours=1) <= min(end, settled):
+                hours.append(h)
+                h += timedelta(hours=1)
+        if not hours:
+            _merge(acc, key_names, await fetch([(start, end)], False, name))
+            return list(acc.values())
+        assert self.cache is not None
+        base = (id(self.pool), name, key_sql, values, filters)
+        cached = {h: self.cache.get(base + (h,)) for h in hours}
+        missing = [h for h, rows in cached.items() if rows is None]
+        if missing:
+            lo, hi = missing[0], missing[-1] + timedelta(hours=1)
+            per_hour: dict[datetime, list[dict[str, Any]]] = {h: [] for h in hours if lo <= h < hi}
+            for row in await fetch([(lo, hi)], True, name + ".hours"):
+                per_hour.setdefault(row.pop("_hour"), []).append(row)
+            for h, rows in per_hour.items():
+                self.cache.put(base + (h,), rows)
+                cached[h] = rows
+        for rows in cached.values():
+            _merge(acc, key_names, rows or [])
+        edges = [(a, b) for a, b in ((start, hours[0]), (hours[-1] + timedelta(hours=1), end)) if a < b]
+        if edges:
+            _merge(acc, key_names, await fetch(edges, False, name + ".edges"))
+        return list(acc.values())
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
@@ -412,14 +547,11 @@ class DashboardQueries:
         """
         m0, m1 = ceil_minute(since), floor_minute(until)
         groups: dict[tuple[str, str], _Agg] = {}
+        args: list[Any]
         if m0 < m1:
-            args: list[Any] = [m0, m1]
-            sql = f"""
-                SELECT domain, model, {self._AGG_ROLLUP}, {_HIST_SUM_SQL} AS hist
-                FROM api_requests_minute
-                WHERE bucket >= $1 AND bucket < $2{filters.sql(args)}
-                GROUP BY domain, model"""
-            for r in await self._run(conn, "stats.rollup", sql, *args):
+            rows = await self._rollup(conn, "stats.rollup", [("domain", "domain"), ("model", "model")],
+                                      f"{self._AGG_ROLLUP}, {_HIST_SUM_SQL} AS hist", m0, m1, filters)
+            for r in rows:
                 agg = groups.setdefault((r["domain"], r["model"]), _Agg())
                 agg.add_row(r)
                 agg.hist = [a + int(b or 0) for a, b in zip(agg.hist, r["hist"], strict=True)]
@@ -453,18 +585,16 @@ class DashboardQueries:
         """
         window = timedelta(minutes=window_min)
         lookback = min(window * 4, timedelta(days=7))
-        args: list[Any] = [floor_minute(now - lookback), now]
-        sql = f"""
-            SELECT account_id, bucket, sum(requests) AS requests, sum(input_tokens) AS input_tokens,
+        values = """sum(requests) AS requests, sum(input_tokens) AS input_tokens,
                    sum(output_tokens) AS output_tokens, sum(cache_creation_input_tokens) AS cache_creation,
-                   sum(cache_read_input_tokens) AS cache_read, sum(cost_usd) AS cost
-            FROM api_requests_minute
-            WHERE bucket >= $1 AND bucket <= $2{filters.sql(args)}
-            GROUP BY account_id, bucket
-            ORDER BY account_id, bucket"""
+                   sum(cache_read_input_tokens) AS cache_read, sum(cost_usd) AS cost"""
         async with self._conn() as conn:
-            rows = await self._run(conn, "token_usage.current", sql, *args)
-        per_account: dict[str, list[asyncpg.Record]] = {}
+            rows = await self._rollup(conn, "token_usage.current",
+                                      [("account_id", "account_id"), ("bucket", "bucket")], values,
+                                      floor_minute(now - lookback), floor_minute(now) + timedelta(minutes=1),
+                                      filters)
+        rows.sort(key=lambda r: (r["account_id"], r["bucket"]))
+        per_account: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             per_account.setdefault(r["account_id"], []).append(r)
         out: list[dict[str, Any]] = []
@@ -522,18 +652,12 @@ class DashboardQueries:
                                 aggregate: bool) -> list[dict[str, Any]]:
         start = datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), UTC)
         end = datetime.combine(today + timedelta(days=1), datetime.min.time(), UTC)
-        args: list[Any] = [start, end]
-        where = filters.sql(args)
-        keys = "day, account_id, domain" + ("" if aggregate else ", model")
-        sql = f"""
-            SELECT (bucket AT TIME ZONE 'UTC')::date AS day, account_id, domain
-                   {"" if aggregate else ", model"}, {self._AGG_ROLLUP}
-            FROM api_requests_minute
-            WHERE bucket >= $1 AND bucket < $2{where}
-            GROUP BY {keys}
-            ORDER BY day DESC, account_id, domain{"" if aggregate else ", model"}"""
+        keys = [("(bucket AT TIME ZONE 'UTC')::date", "day"), ("account_id", "account_id"),
+                ("domain", "domain")] + ([] if aggregate else [("model", "model")])
         async with self._conn() as conn:
-            rows = await self._run(conn, "token_usage.daily", sql, *args)
+            rows = await self._rollup(conn, "token_usage.daily" + (".aggregate" if aggregate else ""), keys,
+                                      self._AGG_ROLLUP, start, end, filters)
+        rows.sort(key=lambda r: (-r["day"].toordinal(), r["account_id"], r["domain"], r.get("model", "")))
         out = []
         for r in rows:
             t = tokens_obj(r["input_tokens"], r["output_tokens"], r["cache_creation"], r["cache_read"])
@@ -555,15 +679,11 @@ class DashboardQueries:
     async def timeseries(self, since: datetime, until: datetime, bucket_s: int,
                          filters: Filters) -> dict[str, Any]:
         start = floor_to(since, bucket_s)
-        args: list[Any] = [start, until, bucket_s]
-        sql = f"""
-            SELECT to_timestamp(floor(extract(epoch FROM bucket) / $3) * $3) AS t,
-                   {self._AGG_ROLLUP}, {_HIST_SUM_SQL} AS hist
-            FROM api_requests_minute
-            WHERE bucket >= $1 AND bucket < $2{filters.sql(args)}
-            GROUP BY 1"""
+        step_s = int(bucket_s)  # validated int, inlined so the cache key carries it
+        t_sql = f"to_timestamp(floor(extract(epoch FROM bucket) / {step_s}) * {step_s})"
         async with self._conn() as conn:
-            rows = await self._run(conn, "timeseries", sql, *args)
+            rows = await self._rollup(conn, "timeseries", [(t_sql, "t")],
+                                      f"{self._AGG_ROLLUP}, {_HIST_SUM_SQL} AS hist", start, until, filters)
         by_t: dict[datetime, _Agg] = {}
         for r in rows:
             agg = _Agg()
@@ -693,17 +813,13 @@ class DashboardQueries:
         range_start = today - timedelta(days=days - 1)
         month_start = today.replace(day=1)
         first = min(range_start, month_start)
-        args: list[Any] = [datetime.combine(first, datetime.min.time(), UTC),
-                           datetime.combine(today + timedelta(days=1), datetime.min.time(), UTC)]
-        sql = f"""
-            SELECT (bucket AT TIME ZONE 'UTC')::date AS day, model, sum(cost_usd) AS cost,
-                   sum(requests) AS requests, sum(unpriced_requests) AS unpriced
-            FROM api_requests_minute
-            WHERE bucket >= $1 AND bucket < $2{filters.sql(args)}
-            GROUP BY 1, 2"""
         async with self._conn() as conn:
-            rows = await self._run(conn, "costs.daily", sql, *args)
-        daily: dict[date, list[asyncpg.Record]] = {}
+            rows = await self._rollup(
+                conn, "costs.daily", [("(bucket AT TIME ZONE 'UTC')::date", "day"), ("model", "model")],
+                "sum(cost_usd) AS cost, sum(requests) AS requests, sum(unpriced_requests) AS unpriced",
+                datetime.combine(first, datetime.min.time(), UTC),
+                datetime.combine(today + timedelta(days=1), datetime.min.time(), UTC), filters)
+        daily: dict[date, list[dict[str, Any]]] = {}
         mtd = Decimal(0)
         for r in rows:
             if r["day"] >= month_start:
