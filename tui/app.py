@@ -290,6 +290,8 @@ class NexusApp(App[int]):
                 elif source == "alerts":
                     for a in result:
                         self.alerts[a.id] = a
+                    while len(self.alerts) > 200:  # bounded, like everything long-lived here
+                        self.alerts.pop(next(iter(self.alerts)))
         self.auth_error = auth
         self.api_down = down is not None
         self.api_message = down or "ok"

@@ -504,7 +504,7 @@ class Alert:
         state = str(_get(d, "state", "status", default="firing")).lower()
         return cls(
             id=str(_get(d, "id", "alertId", default=_get(d, "rule", default="?"))),
-            rule=str(_get(d, "rule", "name", "type", default="alert")),
+            rule=str(_get(d, "title", "rule", "name", "type", default="alert")),
             severity=str(_get(d, "severity", "level", default="warning")),
             message=str(_get(d, "message", "summary", "text", default="")),
             state=state,
