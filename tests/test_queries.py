@@ -200,3 +200,14 @@ async def test_cached_and_uncached_answers_are_identical(pool, seed):
         assert await q_.token_usage_current(300, now, Filters(), lim) == await plain.token_usage_current(
             300, now, Filters(), lim)
     assert cached.cache is not None and cached.cache.hits > 0
+
+
+def test_cache_is_bounded_by_rows():
+    c = RollupCache(max_rows=10)
+    for i in range(10):
+        c.put(("k", i), [{"x": 1}] * 3)
+    assert c.rows <= 10 and c.get(("k", 9)) is not None and c.get(("k", 0)) is None
+    c.put(("k", 9), [])
+    assert c.get(("k", 9)) == []
+    c.clear()
+    assert c.rows == 0

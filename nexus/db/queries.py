@@ -284,30 +284,39 @@ class RollupCache:
 
     ttl_s: float = 60.0
     settle_s: float = 120.0
-    max_entries: int = 20_000
+    max_rows: int = 100_000  # memory bound: cached rows in all entries (least recently used go first)
     clock: Callable[[], float] = time.monotonic
     hits: int = 0
     misses: int = 0
+    rows: int = 0
     _data: OrderedDict[tuple, tuple[float, list[dict[str, Any]]]] = field(default_factory=OrderedDict)
 
     def get(self, key: tuple) -> list[dict[str, Any]] | None:
         item = self._data.get(key)
         if item is None or self.clock() - item[0] > self.ttl_s:
             if item is not None:
-                del self._data[key]
+                self._drop(key)
             self.misses += 1
             return None
+        self._data.move_to_end(key)
         self.hits += 1
         return item[1]
 
     def put(self, key: tuple, rows: list[dict[str, Any]]) -> None:
+        if key in self._data:
+            self._drop(key)
         self._data[key] = (self.clock(), rows)
-        self._data.move_to_end(key)
-        while len(self._data) > self.max_entries:
-            self._data.popitem(last=False)
+        self.rows += len(rows) + 1
+        while self.rows > self.max_rows and len(self._data) > 1:
+            self._drop(next(iter(self._data)))
+
+    def _drop(self, key: tuple) -> None:
+        _, rows = self._data.pop(key)
+        self.rows -= len(rows) + 1
 
     def clear(self) -> None:
         self._data.clear()
+        self.rows = 0
 
 
 def _add(a: Any, b: Any) -> Any:
