@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import httpx
 import pytest
 
@@ -15,7 +13,7 @@ api = support.api
 
 ROUTES = [
     "/api/info", "/api/stats", "/api/token-usage/current", "/api/token-usage/daily", "/api/timeseries",
-    "/api/requests", f"/api/requests/{uuid.uuid4()}", "/api/errors", "/api/costs", "/api/openapi.json",
+    "/api/requests", "/api/requests/5f0c6a52-3c1e-4d59-9a57-7f3b2f1f3c11", "/api/errors", "/api/costs", "/api/openapi.json",
     "/api/alerts", "/api/sse", "/api/does-not-exist",
 ]
 
