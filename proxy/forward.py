@@ -14,13 +14,13 @@ import contextlib
 import logging
 import time
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import orjson
-from quart import Response, request
+from quart import Response
 
 from nexus.accounts import AccountResolver, normalize_host
 from nexus.records import (
@@ -50,6 +50,47 @@ def anthropic_error(status: int, error_type: str, message: str, headers: dict[st
     for k, v in (headers or {}).items():
         resp.headers[k] = v
     return resp
+
+
+@dataclass(slots=True)
+class Incoming:
+    """What ``forward`` needs of the client's request, whichever server layer received it.
+
+    ``headers`` is any case-insensitive mapping with ``get``/``items`` (werkzeug ``Headers`` under
+    Quart, ``CIMultiDict`` on the ASGI fast path); ``body`` yields the body's chunks as they arrive.
+    """
+
+    method: str
+    headers: Any
+    query_string: bytes
+    body: AsyncIterable[bytes]
+
+
+@dataclass(slots=True)
+class Relay:
+    """What goes back to the client: status, headers in order, and a body or a stream of chunks."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+    never_time_out: bool = False
+
+
+def error_relay(status: int, error_type: str, message: str) -> Relay:
+    """The same bytes and headers as ``anthropic_error`` (Quart's Content-Type, Content-Length)."""
+    body = orjson.dumps({"type": "error", "error": {"type": error_type, "message": message}})
+    return Relay(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))], body)
+
+
+def to_quart_response(relay: Relay) -> Response:
+    out = Response(relay.stream if relay.stream is not None else relay.body, status=relay.status)
+    if relay.never_time_out:
+        out.timeout = None  # never cut a long stream (Quart's default is 60 s)
+    out.headers.clear()
+    for name, value in relay.headers:
+        out.headers.add(name, value)
+    return out
 
 
 def _request_type(path: str) -> str | None:
@@ -93,8 +134,9 @@ class Exchange:
     record: Record
     started: float
     store_request_body: str | None = None
-    request_headers: dict[str, str] | None = None
-    response_headers: dict[str, str] | None = None
+    # Raw header views, redacted only if this record will store them (see finish()).
+    request_headers: Any = None
+    response_headers: Any = None
     body_copy: bytearray = field(default_factory=bytearray)
     done: bool = False
 
@@ -135,8 +177,8 @@ class Exchange:
         mode = rt.settings.store_bodies
         if mode == "all" or (mode == "errors" and r.is_error):
             cap = rt.settings.max_stored_body_bytes
-            r.request_headers = self.request_headers
-            r.response_headers = self.response_headers
+            r.request_headers = None if self.request_headers is None else redact_headers(self.request_headers.items())
+            r.response_headers = None if self.response_headers is None else redact_headers(self.response_headers.items())
             r.request_body = self.store_request_body
             if self.body_copy:
                 r.response_body = bytes(self.body_copy[-cap:]).decode("utf-8", "replace")
@@ -154,14 +196,14 @@ def _usage_of(r: Record) -> Usage:
     )
 
 
-async def _read_body(limit: int) -> bytes | None:
+async def _read_body(incoming: Incoming, limit: int) -> bytes | None:
     """The request body, or None if it exceeds ``limit``.
 
     An oversized body is drained and discarded (never kept) up to a hard ceiling, so that the
     client, which is still sending, can read our 413 instead of seeing a reset connection.
     """
     drain_ceiling = 4 * limit
-    length = request.headers.get("content-length")
+    length = incoming.headers.get("content-length")
     declared = None
     if length is not None:
         try:
@@ -173,7 +215,7 @@ async def _read_body(limit: int) -> bytes | None:
     buf = bytearray()
     seen = 0
     too_big = declared is not None and declared > limit
-    async for chunk in request.body:
+    async for chunk in incoming.body:
         seen += len(chunk)
         if too_big or seen > limit:
             too_big = True
@@ -220,42 +262,44 @@ def _model_of(body: bytes) -> tuple[str | None, bool]:
 
 
 async def forward(runtime: Runtime, path: str, session: aiohttp.ClientSession,
-                  resolver: AccountResolver) -> Response:
+                  resolver: AccountResolver, incoming: Incoming) -> Relay:
     """Handle one ``/v1/...`` request end to end."""
     settings = runtime.settings
     started = time.perf_counter()
     full_path = "/v1/" + path
     rtype = _request_type(full_path)
     metrics = runtime.metrics
-    body = await _read_body(settings.max_body_bytes)
+    body = await _read_body(incoming, settings.max_body_bytes)
     if body is None:
         if metrics is not None:
             metrics.proxy_errors.labels(error_type="request_too_large").inc()
-        return anthropic_error(413, "request_too_large",
+        return error_relay(413, "request_too_large",
                                f"Request exceeds the maximum allowed size of {settings.max_body_bytes} bytes")
 
-    host = request.headers.get("host", "")
+    req_headers = incoming.headers
+    method = incoming.method
+    host = req_headers.get("host", "")
     record: Record | None = None
     exchange: Exchange | None = None
     if rtype is not None:
         model, is_stream = _model_of(body) if rtype != REQUEST_TYPE_OTHER else (None, False)
         record = Record(
             domain=normalize_host(host) or "unknown",
-            account_id=resolver.account_for(host, client_secret(request.headers)),
-            method=request.method, path=full_path, model=model, stream=is_stream,
+            account_id=resolver.account_for(host, client_secret(req_headers)),
+            method=method, path=full_path, model=model, stream=is_stream,
             request_type=rtype, instance_id=runtime.instance_id,
         )
         exchange = Exchange(runtime=runtime, record=record, started=started)
         if settings.store_bodies != "none":
-            exchange.request_headers = redact_headers(request.headers.items())
+            exchange.request_headers = req_headers
             cap = settings.max_stored_body_bytes
             exchange.store_request_body = body[:cap].decode("utf-8", "replace")
 
     url = settings.claude_api_base_url.rstrip("/") + full_path
-    query = request.query_string.decode("latin-1") if request.query_string else ""
+    query = incoming.query_string.decode("latin-1") if incoming.query_string else ""
     if query:
         url += "?" + query
-    headers = _outgoing_headers(request.headers)
+    headers = _outgoing_headers(req_headers)
     if metrics is not None:
         metrics.in_flight.inc()
     in_flight_released = False
@@ -267,7 +311,7 @@ async def forward(runtime: Runtime, path: str, session: aiohttp.ClientSession,
         in_flight_released = True
 
     try:
-        resp = await session.request(request.method, url, data=body or None, headers=headers,
+        resp = await session.request(method, url, data=body or None, headers=headers,
                                      allow_redirects=False)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes an Anthropic-shaped error
         release()
@@ -286,13 +330,13 @@ async def forward(runtime: Runtime, path: str, session: aiohttp.ClientSession,
             exchange.record.error_type = etype
             exchange.record.error_message = msg
             exchange.finish()
-        return anthropic_error(status, atype, msg)
+        return error_relay(status, atype, msg)
 
     if exchange is not None:
         exchange.record.status_code = resp.status
         exchange.record.request_id = resp.headers.get("request-id")
         if settings.store_bodies != "none":
-            exchange.response_headers = redact_headers(resp.headers.items())
+            exchange.response_headers = resp.headers
     content_type = resp.headers.get("content-type", "")
     is_sse = content_type.startswith("text/event-stream")
     encoding = resp.headers.get("content-encoding", "")
@@ -315,7 +359,7 @@ async def forward(runtime: Runtime, path: str, session: aiohttp.ClientSession,
                 exchange.record.error_type = etype
                 exchange.record.error_message = msg
                 exchange.finish()
-            return anthropic_error(status, atype, msg)
+            return error_relay(status, atype, msg)
         finally:
             resp.release()
         release()
@@ -323,11 +367,7 @@ async def forward(runtime: Runtime, path: str, session: aiohttp.ClientSession,
             decoded = _Decoder(encoding).feed(raw) if encoding else raw
             _tee_complete_body(exchange, resp.status, decoded)
             exchange.finish()
-        out = Response(raw, status=resp.status)
-        out.headers.clear()
-        for name, value in _response_headers(resp, streaming=False):
-            out.headers.add(name, value)
-        return out
+        return Relay(resp.status, _response_headers(resp, streaming=False), raw)
 
     return _stream_response(runtime, resp, exchange, encoding, release)
 
@@ -349,7 +389,7 @@ def _tee_complete_body(exchange: Exchange, status: int, decoded: bytes) -> None:
 
 
 def _stream_response(runtime: Runtime, resp: aiohttp.ClientResponse, exchange: Exchange | None,
-                     encoding: str, release: Any) -> Response:
+                     encoding: str, release: Any) -> Relay:
     """Relay an SSE body chunk by chunk; parse a decoded copy for usage and errors."""
     parser = StreamUsageParser()
     decoder = _Decoder(encoding)
@@ -403,12 +443,7 @@ def _stream_response(runtime: Runtime, resp: aiohttp.ClientResponse, exchange: E
                     r.error_message = emsg
                 exchange.finish()
 
-    out = Response(relay(), status=resp.status)
-    out.timeout = None  # never cut a long stream (Quart's default is 60 s)
-    out.headers.clear()
-    for name, value in _response_headers(resp, streaming=True):
-        out.headers.add(name, value)
-    return out
+    return Relay(resp.status, _response_headers(resp, streaming=True), stream=relay(), never_time_out=True)
 
 
 def _classify_connect_failure(exc: BaseException) -> tuple[int, str, str, str]:
