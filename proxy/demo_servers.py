@@ -33,6 +33,10 @@ from proxy.server import run_servers
 
 log = logging.getLogger("nexus.demo")
 
+# At the default rate the busiest simulated accounts burn ~10k tokens/min, ~3M per 5-hour window:
+# a 3M limit puts them on course to run out before the window ends, which is what the panel is for.
+DEMO_TOKEN_WINDOW_LIMIT = 3_000_000
+
 
 def _emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
@@ -52,8 +56,11 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
 
 async def run_demo_servers(data_dir: Path, rate: float, duration: float | None = None,
                            seed: int | None = None, watch_stdin: bool = True) -> dict[str, Any]:
-    settings = load_settings().with_overrides(
+    base = load_settings()
+    settings = base.with_overrides(
         nexus_data_dir=data_dir,
+        # A limit so the token-window panel has something to warn about (unless one is set).
+        token_window_limit=base.token_window_limit or DEMO_TOKEN_WINDOW_LIMIT,
         database_url=None,  # the demo never writes simulated traffic into a real database
         proxy_host="127.0.0.1", proxy_port=0, dashboard_port=0,
         shutdown_grace_s=3.0, record_flush_interval_s=0.1,

@@ -9,7 +9,7 @@ monitor headlessly against it at the sizes the README shows:
 - ``drill-down.svg``    Enter on the newest error
 - ``help.svg``          the ``?`` screen
 
-    python scripts/make_screenshots.py [--warmup 90] [--rate 6] [--out screenshots]
+    python scripts/make_screenshots.py [--warmup 300] [--rate 6] [--range 15m] [--out screenshots]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from nexus.demo import start_demo_servers  # noqa: E402
 from tui.app import NexusApp  # noqa: E402
+from tui.client import Query  # noqa: E402
 from tui.screens.request import RequestScreen  # noqa: E402
 
 
@@ -37,7 +38,7 @@ async def settle(pilot, app: NexusApp, seconds: float = 2.0) -> None:
     await pilot.pause(seconds)
 
 
-async def shoot(url: str, key: str, out: Path) -> list[Path]:
+async def shoot(url: str, key: str, out: Path, time_range: str = "15m") -> list[Path]:
     written: list[Path] = []
 
     def save(app: NexusApp, name: str) -> None:
@@ -46,7 +47,7 @@ async def shoot(url: str, key: str, out: Path) -> list[Path]:
         written.append(path)
         print(f"wrote {path}", file=sys.stderr)
 
-    app = NexusApp(url, key, watch_terminal=False, poll_interval=1.0)
+    app = NexusApp(url, key, watch_terminal=False, poll_interval=1.0, query=Query(time_range=time_range))
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app, 4.0)
         save(app, "main-120x40.svg")
@@ -66,7 +67,7 @@ async def shoot(url: str, key: str, out: Path) -> list[Path]:
         await pilot.pause(0.3)
         save(app, "help.svg")
 
-    app = NexusApp(url, key, watch_terminal=False, poll_interval=1.0)
+    app = NexusApp(url, key, watch_terminal=False, poll_interval=1.0, query=Query(time_range=time_range))
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app, 4.0)
         save(app, "main-80x24.svg")
@@ -75,7 +76,8 @@ async def shoot(url: str, key: str, out: Path) -> list[Path]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--warmup", type=float, default=90.0, help="seconds of demo traffic before shooting")
+    p.add_argument("--warmup", type=float, default=300.0, help="seconds of demo traffic before shooting")
+    p.add_argument("--range", dest="time_range", default="15m", help="time range shown (15m shows the warmup best)")
     p.add_argument("--rate", type=float, default=6.0)
     p.add_argument("--out", default=str(ROOT / "screenshots"))
     p.add_argument("--data-dir", default=None, help="demo data dir (default: a fresh temporary one)")
@@ -89,7 +91,7 @@ def main() -> int:
     try:
         print(f"letting traffic build up for {args.warmup:.0f}s …", file=sys.stderr)
         time.sleep(args.warmup)
-        asyncio.run(shoot(demo.info["dashboard_url"], demo.info["dashboard_key"], out))
+        asyncio.run(shoot(demo.info["dashboard_url"], demo.info["dashboard_key"], out, args.time_range))
     finally:
         demo.stop()
         if tmp:

@@ -39,9 +39,20 @@ class LatencyChart(PlotextPlot, Panel):
         plt.clear_data()
         plt.clear_figure()
         if pts:
-            xs = [p[0] for p in pts]
-            plt.plot(xs, [p[1] or 0 for p in pts], marker="braille", label="p50", color="cyan")
-            plt.plot(xs, [p[2] or 0 for p in pts], marker="braille", label="p95", color="orange")
+            # One line per run of consecutive non-empty buckets: joining across a gap would
+            # draw a latency for minutes that had no requests at all.
+            for n, run in enumerate(_runs(pts)):
+                xs = [p[0] for p in run]
+                first = n == 0
+                if len(run) == 1:
+                    plt.scatter(xs, [run[0][1] or 0], marker="braille", color="cyan", label="p50" if first else None)
+                    plt.scatter(xs, [run[0][2] or 0], marker="braille", color="orange",
+                                label="p95" if first else None)
+                else:
+                    plt.plot(xs, [p[1] or 0 for p in run], marker="braille", color="cyan",
+                             label="p50" if first else None)
+                    plt.plot(xs, [p[2] or 0 for p in run], marker="braille", color="orange",
+                             label="p95" if first else None)
             labels = bucket_labels(ts)
             allx = list(range(len(ts.buckets)))
             step = max(1, len(allx) // 4)
@@ -49,3 +60,13 @@ class LatencyChart(PlotextPlot, Panel):
             plt.xlim(0, max(1, len(allx) - 1))
         plt.ylim(0, None)
         self.refresh()
+
+
+def _runs(pts: list[tuple[int, float | None, float | None]]) -> list[list[tuple[int, float | None, float | None]]]:
+    out: list[list[tuple[int, float | None, float | None]]] = []
+    for p in pts:
+        if out and out[-1][-1][0] == p[0] - 1:
+            out[-1].append(p)
+        else:
+            out.append([p])
+    return out

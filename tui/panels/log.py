@@ -23,7 +23,7 @@ COLUMNS = [
     ("model", "model", 10),
     ("latency", "latency", 7),
     ("tokens", "tokens", 6),
-    ("cost", "cost", 7),
+    ("cost", "cost", 8),
     ("domain", "domain", 24),
 ]
 
