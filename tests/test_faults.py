@@ -444,3 +444,53 @@ async def test_supervisor_restarts_killed_embedded_postgres(own_pg: EmbeddedPost
     assert sup.restarts == 1 and sup.healthy
     assert restarted == [own_pg.dsn()]
     assert sup.snapshot()["restarts"] == 1
+
+
+@pytest.mark.xfail(strict=False, reason="nexus.embedded_pg starts PostgreSQL with synchronous_commit=off: a crash "
+                   "of the server loses the last ~0.6 s of commits the recorder already counted as written "
+                   "(see report); the restart itself works")
+async def test_proxy_restarts_its_killed_embedded_postgres(mock: MockUpstream, tmp_data: Path) -> None:
+    """No DATABASE_URL: the proxy's own PostgreSQL is SIGKILLed under load; the proxy restarts it.
+
+    Clients notice nothing, and every record made while it was down lands once it is back.
+    """
+    p = ProxyProcess(tmp_data, None, mock.url)
+    await asyncio.to_thread(p.start)
+    pg = EmbeddedPostgres(tmp_data)
+    sent = 0
+    failures: list[str] = []
+    try:
+        assert pg.is_running()
+        old_pid = pg.pid()
+        async with httpx.AsyncClient(timeout=30) as client:
+            async def burst(n: int) -> None:
+                nonlocal sent
+                for i in range(n):
+                    r = await client.post(p.proxy_url + "/v1/messages", json=message_body(stream=i % 2 == 0),
+                                          headers=api_headers())
+                    if r.status_code != 200:
+                        failures.append(r.text[:200])
+                    sent += 1
+
+            await burst(20)
+            await asyncio.to_thread(pg.kill)
+            assert not pg.is_running()
+            await burst(40)  # while it is down / restarting
+            deadline = time.monotonic() + 60
+            while not (pg.is_running() and pg.pid() != old_pid and p.health()["database"] == "connected"):
+                assert time.monotonic() < deadline, "embedded PostgreSQL was not restarted"
+                await asyncio.sleep(0.2)
+            await burst(20)
+        assert failures == []
+        dsn = pg.dsn()
+        deadline = time.monotonic() + 30
+        while (n := await wait_rows(dsn, sent, timeout=1)) < sent and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert n == sent
+        assert "restarted" in p.log_text()
+    finally:
+        code = await asyncio.to_thread(p.stop)
+        if pg.is_running():  # the proxy stops what it started; never leave a server behind
+            await asyncio.to_thread(pg.stop, "immediate")
+    assert code == 0
+    assert not pg.is_running()
