@@ -1,13 +1,17 @@
 """The write path: a batch of Records into ``api_requests`` (+ bodies, + per-minute rollups).
 
-One transaction per batch: COPY into a temporary table, ``INSERT … ON CONFLICT DO NOTHING
-RETURNING id`` into the partitioned table, then roll up only the rows that were really inserted.
-So a batch replayed from the journal after a crash is written once and counted once.
+One transaction per batch. Fresh records (live traffic) are COPYed straight into the partitioned
+table inside a savepoint; if any of them is already there (a batch replayed from the journal after
+a crash), the savepoint rolls back and the batch takes the careful path instead: COPY into a
+temporary table, ``INSERT … ON CONFLICT DO NOTHING RETURNING id``, and roll up only the rows that
+were really inserted. Either way a record is written once and counted once; the fast path only
+skips the temporary table when there is nothing to skip (bench/RESULTS.md: ~1.4× records/s).
 """
 
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -30,8 +34,7 @@ _COLS = ", ".join(RECORD_COLUMNS)
 _TMP = "_nexus_incoming"
 
 
-def _row(r: Record) -> tuple:
-    return tuple(getattr(r, c) for c in RECORD_COLUMNS)
+_row = operator.attrgetter(*RECORD_COLUMNS)  # Record -> tuple of RECORD_COLUMNS, in C
 
 
 @dataclass
@@ -67,8 +70,12 @@ class _Rollup:
 def rollup(records: Sequence[Record]) -> dict[tuple[datetime, str, str, str], _Rollup]:
     """Aggregate records per (minute, domain, account, model)."""
     out: dict[tuple[datetime, str, str, str], _Rollup] = {}
+    minutes: dict[int, datetime] = {}
     for r in records:
-        minute = r.created_at.astimezone(UTC).replace(second=0, microsecond=0)
+        epoch_min = int(r.created_at.timestamp() // 60)
+        minute = minutes.get(epoch_min)
+        if minute is None:
+            minute = minutes[epoch_min] = datetime.fromtimestamp(epoch_min * 60, UTC)
         key = (minute, r.domain or "", r.account_id or "", r.model or "")
         agg = out.get(key)
         if agg is None:
@@ -125,10 +132,16 @@ def _clean_text(value: str | None) -> str | None:
     return None if value is None else value.replace("\x00", "\ufffd")
 
 
+_TEXT_FIELDS = ("domain", "account_id", "model", "path", "error_type", "error_message", "request_id",
+                "method", "request_body", "response_body")
+_texts = operator.attrgetter(*_TEXT_FIELDS)
+
+
 def _sanitize(r: Record) -> Record:
-    for name in ("domain", "account_id", "model", "path", "error_type", "error_message", "request_id",
-                 "method", "request_body", "response_body"):
-        v = getattr(r, name)
+    values = _texts(r)
+    if not any(isinstance(v, str) and "\x00" in v for v in values):
+        return r
+    for name, v in zip(_TEXT_FIELDS, values, strict=True):
         if isinstance(v, str) and "\x00" in v:
             setattr(r, name, _clean_text(v))
     return r
@@ -142,16 +155,24 @@ async def insert_records(conn: asyncpg.Connection, records: Sequence[Record],
     records = [_sanitize(r) for r in records]
     if partitions is not None:
         await partitions.ensure(conn, records)
+    rows_out = [_row(r) for r in records]
     async with conn.transaction():
-        await conn.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {_TMP} (LIKE api_requests INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-        await conn.copy_records_to_table(_TMP, records=[_row(r) for r in records], columns=RECORD_COLUMNS)
-        rows = await conn.fetch(
-            f"INSERT INTO api_requests ({_COLS}) SELECT {_COLS} FROM {_TMP} ON CONFLICT DO NOTHING RETURNING id"
-        )
-        inserted_ids = {r["id"] for r in rows}
-        fresh = [r for r in records if r.id in inserted_ids]
+        try:
+            async with conn.transaction():  # savepoint: a duplicate undoes only this COPY
+                await conn.copy_records_to_table("api_requests", records=rows_out, columns=RECORD_COLUMNS)
+            fresh = list(records)
+            new = len(fresh)
+        except asyncpg.UniqueViolationError:
+            await conn.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {_TMP} (LIKE api_requests INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            await conn.copy_records_to_table(_TMP, records=rows_out, columns=RECORD_COLUMNS)
+            rows = await conn.fetch(
+                f"INSERT INTO api_requests ({_COLS}) SELECT {_COLS} FROM {_TMP} ON CONFLICT DO NOTHING RETURNING id"
+            )
+            inserted_ids = {r["id"] for r in rows}
+            fresh = [r for r in records if r.id in inserted_ids]
+            new = len(inserted_ids)
         if fresh:
             agg = rollup(fresh)
             await conn.executemany(
@@ -172,4 +193,4 @@ async def insert_records(conn: asyncpg.Connection, records: Sequence[Record],
                         for r in bodies
                     ],
                 )
-    return len(inserted_ids)
+    return new
