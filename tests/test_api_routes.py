@@ -271,6 +271,12 @@ async def test_requests_paging_and_filters(loaded_api):
     assert await ids(accountId="acct_2", status="ok") == want("r3", "r4")
     assert await ids(since="1h") == want("r1", "r2", "r3", "r4")
     assert await ids(since="1d", until="1h") == want("r5")
+    assert await ids(model="no-such-model") == []  # answered from the rollups, no table walk
+    assert await ids(status="418") == []
+    assert await ids(model=SONNET, status="error", limit=1) == want("r2")
+    page2 = (await a.get("/api/requests", model=SONNET, limit=2)).json()
+    older = (await a.get("/api/requests", model=SONNET, limit=2, before=page2["nextCursor"])).json()
+    assert [x["id"] for x in older["requests"]] == want("r5", "r6") and older["nextCursor"] is None
 
 
 async def test_cursor_paging_with_equal_timestamps(api):

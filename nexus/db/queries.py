@@ -744,18 +744,44 @@ class DashboardQueries:
             args.extend(before)
             a, b = len(args) - 1, len(args)
             where.append(f"created_at <= ${a} AND (created_at < ${a} OR id < ${b})")
-        args.append(limit + 1)
-        lim = len(args)
-        cond = " AND ".join(where) + filters.sql(args)
-        # $lim was appended before the filters; keep it bound by number, not position.
-        sql = f"""SELECT {_REQUEST_COLS} FROM api_requests WHERE {cond}
-                  ORDER BY created_at DESC, id DESC LIMIT ${lim}"""
         async with self._conn() as conn:
+            if filters.model or isinstance(status, int):
+                # No index serves these filters: a rare or unknown value would walk the whole
+                # table. The rollups say in which minutes matching rows can be (or that none exist).
+                span = await self._rollup_span(conn, filters, status, since, until,
+                                               before[0] if before else None)
+                if span is None:
+                    return {"requests": [], "nextCursor": None}
+                args += [span[0], span[1] + timedelta(minutes=1)]
+                where.append(f"created_at >= ${len(args) - 1} AND created_at < ${len(args)}")
+            args.append(limit + 1)
+            lim = len(args)
+            cond = " AND ".join(where) + filters.sql(args)
+            # $lim was appended before the filters; keep it bound by number, not position.
+            sql = f"""SELECT {_REQUEST_COLS} FROM api_requests WHERE {cond}
+                      ORDER BY created_at DESC, id DESC LIMIT ${lim}"""
             rows = await self._run(conn, name, sql, *args)
         more = len(rows) > limit
         rows = rows[:limit]
         cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more and rows else None
         return {"requests": [request_row(r) for r in rows], "nextCursor": cursor}
+
+    async def _rollup_span(self, conn: asyncpg.Connection, filters: Filters, status: str | int | None,
+                           since: datetime | None, until: datetime | None,
+                           before: datetime | None) -> tuple[datetime, datetime] | None:
+        """First and last rollup minute that can hold matching rows; ``None`` when none can."""
+        args: list[Any] = []
+        where = ["TRUE"]
+        if status == "error" or (isinstance(status, int) and status >= 400):
+            where.append("errors > 0")
+        for value, cond in ((since and floor_minute(since), ">="), (until, "<"), (before, "<=")):
+            if value is not None:
+                args.append(value)
+                where.append(f"bucket {cond} ${len(args)}")
+        sql = (f"SELECT min(bucket) AS lo, max(bucket) AS hi FROM api_requests_minute WHERE {' AND '.join(where)}"
+               + filters.sql(args))
+        row = (await self._run(conn, "requests.span", sql, *args))[0]
+        return None if row["lo"] is None else (row["lo"], row["hi"])
 
     async def request_detail(self, rid: uuid.UUID) -> dict[str, Any] | None:
         async with self._conn() as conn:

@@ -7,3 +7,8 @@
 -- costs the write path little.
 CREATE INDEX api_requests_any_error_idx ON api_requests (created_at DESC)
     WHERE status_code >= 400 OR error_type IS NOT NULL;
+
+-- /api/requests?model=… and ?status=<code> have no index on the raw table; the API first asks the
+-- rollups in which minutes matching rows can be (none at all for an unknown model). This index
+-- makes that question cheap. The rollup table gets a few rows per batch, so the write cost is small.
+CREATE INDEX api_requests_minute_model_idx ON api_requests_minute (model, bucket);
