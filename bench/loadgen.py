@@ -6,12 +6,15 @@ Run as its own process; prints one JSON object on stdout::
     python -m bench.loadgen stamp URL --n 40 --events 50 --delay-ms 2
     python -m bench.loadgen open URL --streams 1000 --events 20 --delay-ms 400
     python -m bench.loadgen fanout DASH_URL KEY PROXY_URL --subs 100 --rate 1000 --seconds 10
+    python -m bench.loadgen subs DASH_URL KEY --subs 100 --seconds 12     (with ``notify`` alongside)
+    python -m bench.loadgen notify DSN --rate 1000 --seconds 10
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from datetime import datetime
@@ -210,9 +213,81 @@ async def fanout(dash: str, key: str, proxy: str, subs: int, rate: float, second
             "disconnected": sum(1 for e in ended if e)}
 
 
+async def notify_driver(dsn: str, rate: float, seconds: float) -> dict[str, Any]:
+    """Another proxy instance's writer, as seen by ours: NOTIFY ``nexus_events`` at ``rate`` events/s.
+
+    Batches of 10 events per NOTIFY every 10 ms (the recorder sends several per NOTIFY too); each
+    event's ``time`` is its send time and ``latencyMs`` 0, so subscribers measure delivery alone.
+    """
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    per, tick = max(1, int(rate / 100)), 0.01
+    sent = 0
+    t0 = time.perf_counter()
+    nxt = t0
+    try:
+        while time.perf_counter() - t0 < seconds:
+            ts = datetime.now().astimezone().isoformat()
+            ev = [{"id": f"bench-{sent + k}", "time": ts, "latencyMs": 0, "domain": "bench", "status": 200,
+                   "model": "claude-sonnet-4-5-20250929", "tokens": {"input": 1, "output": 1, "total": 2}}
+                  for k in range(per)]
+            await conn.execute("SELECT pg_notify('nexus_events', $1)", orjson.dumps({"i": "bench-other", "e": ev}).decode())
+            sent += per
+            nxt += tick
+            await asyncio.sleep(max(0.0, nxt - time.perf_counter()))
+    finally:
+        await conn.close()
+    return {"sent": sent, "rate": sent / (time.perf_counter() - t0)}
+
+
+async def subscribers(dash: str, key: str, subs: int, seconds: float, parsers: int) -> dict[str, Any]:
+    """``subs`` SSE subscribers for ``seconds``; the first ``parsers`` time every event."""
+    delivery: list[float] = []
+    counts = [0] * subs
+    ended = [False] * subs
+
+    async def subscriber(i: int, s: aiohttp.ClientSession, ready: asyncio.Event) -> None:
+        async with s.get(dash + "/api/sse", headers={"Authorization": f"Bearer {key}"}) as r:
+            assert r.status == 200, r.status
+            buf = b""
+            async for chunk in r.content.iter_any():
+                ready.set()
+                now = time.time()
+                buf += chunk
+                counts[i] += buf.count(b"event: request\n")
+                cut = buf.rfind(b"\n\n")
+                if cut < 0:
+                    counts[i] -= buf.count(b"event: request\n")
+                    continue
+                if i < parsers:
+                    for ev in buf[:cut].split(b"\n\n"):
+                        k = ev.find(b"\ndata: ")
+                        if k < 0 or b"event: request" not in ev:
+                            continue
+                        d = orjson.loads(ev[k + 7:])
+                        delivery.append((now - datetime.fromisoformat(d["time"]).timestamp()) * 1000
+                                        - d.get("latencyMs", 0))
+                buf = buf[cut + 2:]
+        ended[i] = True
+
+    async with _session() as ss:
+        readies = [asyncio.Event() for _ in range(subs)]
+        tasks = [asyncio.create_task(subscriber(i, ss, readies[i])) for i in range(subs)]
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in readies)), 30)
+        sys.stdout.write('{"ready": true}\n')
+        sys.stdout.flush()
+        await asyncio.sleep(seconds)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return {"delivery_ms": delivery, "min_received": min(counts), "max_received": max(counts),
+            "disconnected": sum(1 for e in ended if e)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="bench.loadgen")
-    p.add_argument("mode", choices=("ttft", "stamp", "open", "fanout"))
+    p.add_argument("mode", choices=("ttft", "stamp", "open", "fanout", "notify", "subs"))
     p.add_argument("url")
     p.add_argument("key", nargs="?")
     p.add_argument("proxy", nargs="?")
@@ -235,9 +310,15 @@ def main() -> None:
         out = uvloop.run(stamp(url, a.n, a.events, a.delay_ms, a.conc))
     elif a.mode == "open":
         out = uvloop.run(open_streams(url, a.streams, a.events, a.delay_ms))
+    elif a.mode == "notify":
+        out = uvloop.run(notify_driver(a.url, a.rate, a.seconds))
+    elif a.mode == "subs":
+        out = uvloop.run(subscribers(url, a.key, a.subs, a.seconds, a.parsers))
     else:
         out = uvloop.run(fanout(url, a.key, a.proxy.rstrip("/"), a.subs, a.rate, a.seconds, a.parsers))
+    os.set_blocking(sys.stdout.fileno(), True)  # the event loop may have left the pipe non-blocking
     sys.stdout.write(orjson.dumps(out).decode() + "\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

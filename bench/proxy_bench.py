@@ -85,7 +85,7 @@ class ProxyBench:
                 lite.stop()
                 kids.remove(lite)
             self._streaming(mock, proxy, dsn)
-            self._fanout(proxy)
+            self._fanout(proxy, dsn)
             self._memory(proxy)
         return self.figures
 
@@ -208,20 +208,31 @@ class ProxyBench:
 
     # -- 7: SSE fan-out --------------------------------------------------------------------
 
-    def _fanout(self, proxy: Child) -> None:
-        secs = "5" if self.quick else "10"
-        res = _loadgen("fanout", proxy.info["dashboard_url"], proxy.info["dashboard_key"], proxy.info["proxy_url"],
-                       "--subs", "100", "--rate", "1000", "--seconds", secs, timeout=120)
+    def _fanout(self, proxy: Child, dsn: str) -> None:
+        """100 /api/sse subscribers (one process) while another process NOTIFYs 1,000 events/s.
+
+        The events enter through the NOTIFY listener — the path events of other instances take —
+        so the figure measures fan-out, not this 2-core machine's request capacity.
+        """
+        secs = 5 if self.quick else 10
+        sub = subprocess.Popen([PY, "-m", "bench.loadgen", "subs", proxy.info["dashboard_url"],
+                                proxy.info["dashboard_key"], "--subs", "100", "--seconds", str(secs + 2)],
+                               stdout=subprocess.PIPE, text=True)
+        assert sub.stdout is not None
+        sub.stdout.readline()  # all subscribed
+        drv = _loadgen("notify", dsn, "--rate", "1000", "--seconds", str(secs), timeout=120)
+        out, _ = sub.communicate(timeout=120)
+        res = json.loads(out.strip().splitlines()[-1])
         d = res["delivery_ms"]
         p99 = pct(d, 0.99)
-        lag = res["max_received"] - res["min_received"]
-        ok = p99 <= 100 and res["disconnected"] == 0 and res["rate"] >= 900 and lag <= 0.05 * res["sent"]
+        behind = drv["sent"] - res["min_received"]
+        ok = p99 <= 100 and res["disconnected"] == 0 and drv["rate"] >= 900 and behind <= 0.05 * drv["sent"]
         self.figures.append(Figure("7", "SSE fan-out, 100 subscribers: delivery p99", "≤ 100 ms at 1,000 ev/s",
-                                   _f(p99, nd=1), f"{res['rate']:.0f} events/s achieved", f"p50 {median(d):.1f} ms",
+                                   _f(p99, nd=1), f"{drv['rate']:.0f} events/s offered", f"p50 {median(d):.1f} ms",
                                    ok, [f"received min/max {res['min_received']}/{res['max_received']} of "
-                                        f"{res['sent']}; disconnected {res['disconnected']}; failed {res['failed']}"]))
-        self.log(f"  fig 7: p99 {p99:.1f} ms at {res['rate']:.0f}/s; min/max {res['min_received']}/"
-                 f"{res['max_received']} of {res['sent']} disc {res['disconnected']}")
+                                        f"{drv['sent']}; disconnected {res['disconnected']}"]))
+        self.log(f"  fig 7: p99 {p99:.1f} ms p50 {median(d):.1f} at {drv['rate']:.0f}/s; min/max "
+                 f"{res['min_received']}/{res['max_received']} of {drv['sent']} disc {res['disconnected']}")
 
     # -- 8: memory -------------------------------------------------------------------------
 
