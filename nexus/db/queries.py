@@ -330,16 +330,17 @@ def _add(a: Any, b: Any) -> Any:
 
 
 def _merge(acc: dict[tuple, dict[str, Any]], key_names: list[str], rows: list[dict[str, Any]]) -> None:
-    """Sum ``rows`` into ``acc`` by their key columns (every other column is a sum or a histogram)."""
+    """Sum ``rows`` into ``acc`` by their key columns (every other column is a sum or a histogram).
+
+    Rows may be shared with the cache, so they are never modified: a collision builds a new dict.
+    """
     for row in rows:
         key = tuple(row[k] for k in key_names)
         cur = acc.get(key)
         if cur is None:
-            acc[key] = {k: (list(v) if isinstance(v, list) else v) for k, v in row.items()}
+            acc[key] = row
         else:
-            for col, v in row.items():
-                if col not in key_names:
-                    cur[col] = _add(cur[col], v)
+            acc[key] = {col: (v if col in key_names else _add(cur[col], v)) for col, v in row.items()}
 
 
 def _plain(r: asyncpg.Record) -> dict[str, Any]:
@@ -459,10 +460,12 @@ class DashboardQueries:
         count(*) FILTER (WHERE {UNPRICED_SQL}) AS unpriced,
         coalesce(sum(response_time_ms), 0) AS latency_sum"""
 
-    _AGG_ROLLUP = """sum(requests) AS requests, sum(errors) AS errors, sum(input_tokens) AS input_tokens,
-        sum(output_tokens) AS output_tokens, sum(cache_creation_input_tokens) AS cache_creation,
-        sum(cache_read_input_tokens) AS cache_read, sum(cost_usd) AS cost,
-        sum(unpriced_requests) AS unpriced, sum(latency_sum_ms) AS latency_sum"""
+    # Counts as bigint (sum() of bigint is numeric, which is slower to ship and to add up in Python).
+    _AGG_ROLLUP = """sum(requests)::bigint AS requests, sum(errors)::bigint AS errors,
+        sum(input_tokens)::bigint AS input_tokens, sum(output_tokens)::bigint AS output_tokens,
+        sum(cache_creation_input_tokens)::bigint AS cache_creation,
+        sum(cache_read_input_tokens)::bigint AS cache_read, sum(cost_usd) AS cost,
+        sum(unpriced_requests)::bigint AS unpriced, sum(latency_sum_ms) AS latency_sum"""
 
     @staticmethod
     def _group_json(agg: _Agg, key: str, value: str, p95: float | None) -> dict[str, Any]:
@@ -594,9 +597,10 @@ class DashboardQueries:
         """
         window = timedelta(minutes=window_min)
         lookback = min(window * 4, timedelta(days=7))
-        values = """sum(requests) AS requests, sum(input_tokens) AS input_tokens,
-                   sum(output_tokens) AS output_tokens, sum(cache_creation_input_tokens) AS cache_creation,
-                   sum(cache_read_input_tokens) AS cache_read, sum(cost_usd) AS cost"""
+        values = """sum(requests)::bigint AS requests, sum(input_tokens)::bigint AS input_tokens,
+                   sum(output_tokens)::bigint AS output_tokens,
+                   sum(cache_creation_input_tokens)::bigint AS cache_creation,
+                   sum(cache_read_input_tokens)::bigint AS cache_read, sum(cost_usd) AS cost"""
         async with self._conn() as conn:
             rows = await self._rollup(conn, "token_usage.current",
                                       [("account_id", "account_id"), ("bucket", "bucket")], values,
