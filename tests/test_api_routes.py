@@ -47,7 +47,8 @@ async def test_stats_last_hour_is_exact(loaded_api):
     assert [m["model"] for m in s["byModel"]][0] == SONNET
     assert models[SONNET]["requests"] == 2 and models[SONNET]["errors"] == 1
     assert models[SONNET]["errorRate"] == 0.5
-    assert models[SONNET]["p95LatencyMs"] == approx(100 + 0.95 * 1900)
+    # per-group p95 comes from the histograms: 100 → (100,250], 2000 → (1000,2500]
+    assert models[SONNET]["p95LatencyMs"] == approx(1000 + 0.9 * 1500)
     assert models[HAIKU]["costUsd"] == approx(0.001)
     assert models[MYSTERY]["unpricedRequests"] == 1 and models[MYSTERY]["costUsd"] == 0
     domains = {d["domain"]: d for d in s["byDomain"]}
