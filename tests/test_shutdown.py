@@ -74,8 +74,6 @@ async def test_signal_with_open_streams_completes_and_records_all(sig: int, db_d
             await asyncio.to_thread(p.stop)
 
 
-@pytest.mark.xfail(strict=True, reason="proxy.server bug: the record of a stream cut at the end of the grace "
-                   "period is submitted after the recorder has stopped, and is lost (see report)")
 async def test_grace_period_bounds_shutdown(db_dsn: str, tmp_path: Path) -> None:
     """A stream longer than SHUTDOWN_GRACE_S does not hold the process: it exits 0 and keeps the record."""
     async with MockUpstream(MockConfig(seed=3)) as mock:
