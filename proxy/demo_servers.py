@@ -33,9 +33,10 @@ from proxy.server import run_servers
 
 log = logging.getLogger("nexus.demo")
 
-# At the default rate the busiest simulated accounts burn ~10k tokens/min, ~3M per 5-hour window:
-# a 3M limit puts them on course to run out before the window ends, which is what the panel is for.
-DEMO_TOKEN_WINDOW_LIMIT = 3_000_000
+# At the default rate the busiest simulated accounts burn ~200-300k tokens/min (long cached system
+# prompts), 60-90M per 5-hour window: a 50M limit puts them on course to run out a few hours in,
+# so "% of limit" climbs visibly and the exhaustion column has something to say.
+DEMO_TOKEN_WINDOW_LIMIT = 50_000_000
 
 
 def _emit(obj: dict[str, Any]) -> None:
