@@ -1,0 +1,1 @@
+"""The live monitor (Textual). Talks to the dashboard API over HTTP only; never imports proxy/."""

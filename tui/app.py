@@ -165,11 +165,6 @@ class NexusApp(App[int]):
         if self.exit_after is not None:
             self.set_timer(self.exit_after, lambda: self.exit(0), name="exit-after")
 
-    def on_screen_resume(self) -> None:
-        """Back on the dashboard (from drill-down/help): panels skipped while hidden catch up."""
-        if self._main_active() and self.polls:
-            self.call_after_refresh(self._start_poll, False)
-
     async def on_unmount(self) -> None:
         if self.stream is not None:
             await self.stream.stop()
