@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
@@ -73,7 +74,9 @@ class Broker:
     """Publish/subscribe with replay from a bounded history."""
 
     def __init__(self, history: int = 2000, subscriber_queue: int = 1000) -> None:
-        self._ids = itertools.count(1)
+        # Ids start at the current time in ms so they keep increasing across restarts: a monitor
+        # reconnecting with an old Last-Event-ID then gets the new process's history, not nothing.
+        self._ids = itertools.count(int(time.time() * 1000))
         self._history: deque[Event] = deque(maxlen=history)
         self._subs: set[Subscription] = set()
         self._subscriber_queue = subscriber_queue
