@@ -190,3 +190,28 @@ def test_status_file_helpers(tmp_path: Path) -> None:
     assert path.exists() == pid_alive(1)
     (tmp_path / "nexus-proxy.json").write_text("{not json")
     assert read_status_file(settings) is None
+
+
+async def test_daemon_with_embedded_database(tmp_path: Path) -> None:
+    """The zero-config path: no DATABASE_URL, the daemon owns an embedded PostgreSQL and stops it."""
+    from nexus.embedded_pg import EmbeddedPostgres
+
+    data = tmp_path / "data"
+    env = proxy_env(data, None, "http://127.0.0.1:9", proxy_port=0, dashboard_port=0)
+    pg = EmbeddedPostgres(data)
+    try:
+        started = await _nexus("proxy", "--daemon", env=env)
+        assert started.returncode == 0, started.stderr
+        assert pg.is_running()
+        js = json.loads((await _nexus("status", "--json", env=env)).stdout)
+        assert js["running"] and js["database"] == "connected" and js["database_kind"] == "embedded"
+        stopped = await _nexus("stop", env=env)
+        assert stopped.returncode == 0, stopped.stderr
+        assert not pg.is_running()  # whoever started it stops it
+        assert (await _nexus("status", env=env)).returncode == 3
+    finally:
+        if pg.is_running():
+            await asyncio.to_thread(pg.stop, "immediate")
+        pid = read_pid_file(load_settings(env))
+        if pid and pid_alive(pid):
+            os.kill(pid, 9)
