@@ -215,3 +215,43 @@ async def test_daemon_with_embedded_database(tmp_path: Path) -> None:
         pid = read_pid_file(load_settings(env))
         if pid and pid_alive(pid):
             os.kill(pid, 9)
+
+
+async def test_status_reports_database_outage_queue_and_journal(tmp_path: Path) -> None:
+    """`nexus status` shows what an operator needs during an outage: DB state, queue, journal size."""
+    import shutil
+    import tempfile
+
+    from nexus.embedded_pg import EmbeddedPostgres
+    from tests.nexus_proc import ProxyProcess
+
+    pg_dir = Path(tempfile.mkdtemp(prefix="nexus-status-pg-"))
+    pg = EmbeddedPostgres(pg_dir)
+    pg.start()
+    try:
+        async with MockUpstream(MockConfig(seed=9)) as mock:
+            p = ProxyProcess(tmp_path / "data", pg.dsn(), mock.url, journal_high_water=1)
+            await asyncio.to_thread(p.start)
+            try:
+                await asyncio.to_thread(pg.stop, "fast")
+                async with httpx.AsyncClient(timeout=30) as client:
+                    for _ in range(5):
+                        r = await client.post(p.proxy_url + "/v1/messages", json=message_body(),
+                                              headers=api_headers())
+                        assert r.status_code == 200
+                js: dict = {}
+                for _ in range(100):
+                    js = json.loads((await _nexus("status", "--json", env=p.env)).stdout)
+                    if js.get("journal_records") == 5:
+                        break
+                    await asyncio.sleep(0.1)
+                assert js["running"] and js["pid"] == p.pid
+                assert js["database"] == "disconnected"
+                assert js["journal_records"] == 5 and js["journal_bytes"] > 0 and js["queue_depth"] == 0
+                text = (await _nexus("status", env=p.env)).stdout
+                assert "database:   disconnected" in text and "journal:    5 record(s)" in text
+            finally:
+                await asyncio.to_thread(p.stop)
+    finally:
+        pg.destroy()
+        shutil.rmtree(pg_dir, ignore_errors=True)
