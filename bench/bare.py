@@ -2,8 +2,9 @@
 
 ``python -m bench.bare quart UPSTREAM``  Quart route + aiohttp relay (DESIGN.md's measured setup)
 ``python -m bench.bare asgi UPSTREAM``   a raw ASGI callable under Hypercorn + aiohttp relay
+``python -m bench.bare aiohttp UPSTREAM`` aiohttp.web server + aiohttp relay (no Hypercorn at all)
 
-Same serving code as the proxy (``proxy.serve.start_server``: Hypercorn, uvloop). Prints one JSON
+The first two use the proxy's serving code (``proxy.serve.start_server``: Hypercorn, uvloop). Prints one JSON
 line with its URL once listening; runs until SIGTERM.
 """
 
@@ -83,9 +84,37 @@ def asgi_app(upstream: str) -> Any:
     return app
 
 
+async def _run_aiohttp(upstream: str) -> None:
+    from aiohttp import web
+
+    session = _session()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        headers = [(k, v) for k, v in request.headers.items() if k.lower().encode() not in HOP]
+        async with session.request(request.method, upstream + request.path, data=body, headers=headers) as r:
+            raw = await r.read()
+            out = [(k, v) for k, v in r.headers.items() if k.lower().encode() not in HOP]
+        return web.Response(body=raw, status=r.status, headers=out)
+
+    server = web.Server(handle)
+    runner = web.ServerRunner(server, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    _announce({"proxy_url": f"http://127.0.0.1:{port}"})
+    await _wait_for_signal()
+    await runner.cleanup()
+    await session.close()
+
+
 async def _run(kind: str, upstream: str) -> None:
     from proxy.serve import start_server
 
+    if kind == "aiohttp":
+        await _run_aiohttp(upstream)
+        return
     app = quart_app(upstream) if kind == "quart" else asgi_app(upstream)
     srv = await start_server(app)
     _announce({"proxy_url": srv.url})

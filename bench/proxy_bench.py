@@ -76,11 +76,17 @@ class ProxyBench:
             targets = {"direct": (mock.info["url"], mock.pid), "proxy": (proxy.info["proxy_url"], proxy.pid)}
             if lite is not None:
                 targets["litellm"] = (lite.info["proxy_url"], lite.pid)
-            for url, _ in targets.values():
-                wrk(url, 8, 1)  # warm-up: connections, caches, JITless but allocator-warm
-            self._latency(targets, 1, "1", seq=True)
+            # Reference forwarders without recording: what Hypercorn and aiohttp.web cost by themselves.
+            bare = {}
+            for kind in ("asgi", "aiohttp"):
+                child = spawn([PY, "-m", "bench.bare", kind, mock.info["url"]])
+                kids.append(child)
+                bare[f"bare-{kind}"] = (child.info["proxy_url"], child.pid)
+            for url, _ in (targets | bare).values():
+                wrk(url, 8, 1)  # warm-up: connections, caches, allocator
+            self._latency(targets | bare, 1, "1", seq=True)
             self._latency(targets, 32, "2")
-            self._throughput(targets, 64)
+            self._throughput(targets | bare, 64)
             if lite is not None:
                 lite.stop()
                 kids.remove(lite)
@@ -104,6 +110,9 @@ class ProxyBench:
         add50 = median([p["p50_us"] / 1000 - d for p, d in zip(res["proxy"], d50, strict=True)])
         add99 = median([p["p99_us"] / 1000 - d for p, d in zip(res["proxy"], d99, strict=True)])
         cpu = median([r["cpu_us"] for r in res["proxy"]])
+        bare_notes = [f"{k} (no recording): +{median([p['p50_us'] / 1000 - d for p, d in zip(v, d50, strict=True)]):.2f}"
+                      f" ms p50, {median([r['cpu_us'] for r in v]):.0f} µs CPU/request"
+                      for k, v in res.items() if k.startswith("bare-")]
         self.extra[f"fig{fig}"] = {k: [{x: round(r[x], 1) for x in ("rps", "p50_us", "p99_us", "cpu_us")}
                                        for r in v] for k, v in res.items()}
         lite50 = None
@@ -115,7 +124,7 @@ class ProxyBench:
         label = "1 client sequential" if seq else f"{conc} concurrent clients"
         self.figures.append(Figure(fig, f"added latency p50, non-streaming, {label}", f"≤ {t50} ms",
                                    _f(add50), base, f"{(median(d50) + add50) / median(d50):.1f}× direct",
-                                   add50 <= t50, [f"proxy CPU {cpu:.0f} µs/request"]))
+                                   add50 <= t50, [f"proxy CPU {cpu:.0f} µs/request", *bare_notes]))
         self.figures.append(Figure(fig, f"added latency p99, {label}", f"≤ {t99} ms", _f(add99),
                                    f"direct p99 {median(d99):.2f} ms", "—", add99 <= t99))
         if lite50 is not None:
@@ -135,8 +144,11 @@ class ProxyBench:
                 r = wrk(url, conc, self.secs)
                 res[name].append(r["rps"] if not r["errors_status"] else r["rps"] * 0)
         ratios = [p / d for p, d in zip(res["proxy"], res["direct"], strict=True)]
+        for k in [k for k in res if k.startswith("bare-")]:
+            self.extra[f"fig3_{k}_ratio"] = median([p / d for p, d in zip(res[k], res["direct"], strict=True)])
         ratio = median(ratios)
-        note = ", ".join(f"{k} {median(v):,.0f} req/s" for k, v in res.items())
+        note = ", ".join(f"{k} {median(v):,.0f} req/s" for k, v in res.items()) + "; " + ", ".join(
+            f"{k} {self.extra[f'fig3_{k}_ratio'] * 100:.0f} % of direct" for k in res if k.startswith("bare-"))
         self.extra["fig3"] = res
         self.figures.append(Figure("3", f"throughput at {conc} clients (proxied / direct)", "≥ 60 %",
                                    f"{median(res['proxy']):,.0f} req/s", f"direct {median(res['direct']):,.0f} req/s",
@@ -184,7 +196,7 @@ class ProxyBench:
         _loadgen("open", url, "--streams", "200", "--events", "3", "--delay-ms", "50")  # warm-up
         time.sleep(1.0)
         base = proxy.rss()
-        proc = subprocess.Popen([PY, "-m", "bench.loadgen", "open", url, "--streams", "1000", "--events", "24",
+        proc = subprocess.Popen([PY, "-m", "bench.loadgen", "open", url, "--streams", "1000", "--events", "40",
                                  "--delay-ms", "400"], stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
         first = json.loads(proc.stdout.readline())
