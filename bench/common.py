@@ -88,11 +88,11 @@ def start_mock(kind: str = "mock") -> Child:
     return spawn([PY, "-m", "bench.servers", kind])
 
 
-def start_proxy(upstream: str, dsn: str, data_dir: Path, **env: str) -> Child:
+def start_proxy(upstream: str, dsn: str, data_dir: Path, *flags: str, **env: str) -> Child:
     if data_dir.exists():
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True)
-    args = [PY, "-m", "bench.servers", "proxy", upstream, "--dsn", dsn, "--data-dir", str(data_dir)]
+    args = [PY, "-m", "bench.servers", "proxy", upstream, "--dsn", dsn, "--data-dir", str(data_dir), *flags]
     for k, v in env.items():
         args += ["--env", f"{k}={v}"]
     return spawn(args, timeout=90)
