@@ -341,7 +341,7 @@ class NexusApp(App[int]):
         st = self.stream.state if self.stream is not None else None
         info = self.data.get("info")
         uptime = None
-        if info is not None and info.uptime_s is not None and self._info_at is not None:
+        if info is not None and info.uptime_s is not None and self._info_at is not None and not self.api_down:
             uptime = info.uptime_s + (time.monotonic() - self._info_at)
         if self.auth_error or (st is not None and st.auth_failed):
             text = status_text(connected=False, message=self.auth_error or (st.message if st else ""),
