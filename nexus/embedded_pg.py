@@ -200,7 +200,7 @@ class EmbeddedPostgres:
         opts = (
             f"-h 127.0.0.1 -p {port} -k {self.socket_dir} "
             "-c shared_preload_libraries=pg_stat_statements -c max_connections=200 "
-            "-c fsync=on -c synchronous_commit=off"
+            "-c fsync=on -c synchronous_commit=on"
         )
         if not self.log_file.exists():
             self.log_file.touch()

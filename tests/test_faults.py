@@ -340,12 +340,9 @@ async def _metric(url: str, name: str) -> float:
     return total
 
 
-SYNC_COMMIT_XFAIL = pytest.mark.xfail(
-    strict=False, reason="nexus.embedded_pg runs PostgreSQL with synchronous_commit=off: a crash (SIGKILL) loses "
-    "the last ~0.6 s of commits the recorder already counted as written (see report)")
 
 
-@pytest.mark.parametrize("how", ["stop", pytest.param("kill", marks=SYNC_COMMIT_XFAIL)])
+@pytest.mark.parametrize("how", ["stop", "kill"])
 async def test_db_restart_mid_load_loses_nothing(how: str, own_pg: EmbeddedPostgres, mock: MockUpstream,
                                                  tmp_data: Path) -> None:
     """2,000 requests at concurrency 32; PostgreSQL stopped (or SIGKILLed) after 400, started after 1,200."""
@@ -465,7 +462,6 @@ async def test_supervisor_restarts_killed_embedded_postgres(own_pg: EmbeddedPost
     assert sup.snapshot()["restarts"] == 1
 
 
-@SYNC_COMMIT_XFAIL
 async def test_proxy_restarts_its_killed_embedded_postgres(mock: MockUpstream, tmp_data: Path) -> None:
     """No DATABASE_URL: the proxy's own PostgreSQL is SIGKILLed under load; the proxy restarts it.
 

@@ -123,9 +123,6 @@ async def test_two_instances_one_monitor(db_dsn: str, tmp_path: Path) -> None:
             await asyncio.gather(asyncio.to_thread(a.stop), asyncio.to_thread(b.stop))
 
 
-@pytest.mark.xfail(strict=True, reason="nexus.db.partitions.ensure_partitions checks which partitions exist "
-                   "before taking its lock, so concurrent callers fail with '... is already a partition' "
-                   "(see report)")
 async def test_partition_creation_is_race_free(db_dsn: str) -> None:
     """Every instance creates partitions ahead at start and hourly: concurrent callers must all succeed."""
     conns = [await asyncpg.connect(db_dsn) for _ in range(4)]

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 import asyncpg
 
 PARTITIONED_TABLES = ("api_requests", "api_request_bodies")
+PARTITION_LOCK_KEY = 0x6E657876  # advisory lock id serialising partition DDL across instances
 _PART = re.compile(r"^(api_requests|api_request_bodies)_p(\d{8})$")
 
 
@@ -49,11 +50,16 @@ async def ensure_partitions(conn: asyncpg.Connection, days: set[date] | list[dat
             lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
             hi = lo + timedelta(days=1)
             async with conn.transaction():
+                # Several instances may start at once: serialise partition DDL across them and
+                # look again under the lock, so the loser finds the winner's partition.
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK_KEY)
+                if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
+                    continue
                 # Lock the default partition, move stray rows of that day out, then attach.
                 default = f"{table}_default"
                 await conn.execute(f"LOCK TABLE {default} IN ACCESS EXCLUSIVE MODE")
                 await conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED)"
+                    f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED)"
                 )
                 stray = await conn.fetchval(
                     f"SELECT count(*) FROM {default} WHERE created_at >= $1 AND created_at < $2", lo, hi
