@@ -61,6 +61,7 @@ def create_proxy_app(runtime: Runtime) -> ProxyASGI:
     async def v1(path: str) -> Response:
         incoming = Incoming(request.method, request.headers, request.query_string, request.body)
         relay = await forward(runtime, path, state["session"], resolver, incoming)  # type: ignore[arg-type]
+        relay.run_after()
         return to_quart_response(relay)
 
     @app.get("/health")
@@ -172,6 +173,7 @@ class ProxyASGI:
 
         incoming = Incoming(scope["method"], headers, scope.get("query_string", b""), body())
         started = False
+        relay: Relay | None = None
         try:
             relay = await forward(self.runtime, path, self.state["session"], self.resolver,  # type: ignore[arg-type]
                                   incoming)
@@ -198,6 +200,8 @@ class ProxyASGI:
                             "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in err.headers]})
                 await send({"type": "http.response.body", "body": err.body, "more_body": False})
         finally:
+            if relay is not None:
+                relay.run_after()  # the record, once the response is on its way (or the client gone)
             if watcher is not None and not watcher.done():
                 watcher.cancel()
 

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 import zlib
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,13 +68,28 @@ class Incoming:
 
 @dataclass(slots=True)
 class Relay:
-    """What goes back to the client: status, headers in order, and a body or a stream of chunks."""
+    """What goes back to the client: status, headers in order, and a body or a stream of chunks.
+
+    ``after`` (if set) finishes the record — usage parsing, pricing, hand-off to the recorder. The
+    ASGI fast path runs it once the body is on its way (also if the client left meanwhile), so
+    that work is off the client's latency; the Quart path runs it before responding, as before.
+    Either way the record is the same: its response time is taken before ``after`` runs.
+    """
 
     status: int
     headers: list[tuple[str, str]]
     body: bytes = b""
     stream: AsyncIterator[bytes] | None = None
     never_time_out: bool = False
+    after: Callable[[], None] | None = None
+
+    def run_after(self) -> None:
+        after, self.after = self.after, None
+        if after is not None:
+            try:
+                after()
+            except Exception:  # noqa: BLE001 - recording must never fail the exchange
+                log.exception("finishing a record failed")
 
 
 def error_relay(status: int, error_type: str, message: str) -> Relay:
@@ -159,14 +174,14 @@ class Exchange:
             r.error_type = usage.error_type
             r.error_message = usage.error_message
 
-    def finish(self) -> None:
+    def finish(self, elapsed_ms: float | None = None) -> None:
         """Price, attach bodies per STORE_BODIES, and hand off to the recorder (never awaits the DB)."""
         if self.done:
             return
         self.done = True
         rt = self.runtime
         r = self.record
-        r.response_time_ms = self.elapsed_ms()
+        r.response_time_ms = self.elapsed_ms() if elapsed_ms is None else elapsed_ms
         if rt.pricing is not None:
             if r.request_type == REQUEST_TYPE_COUNT_TOKENS:
                 from decimal import Decimal
@@ -363,11 +378,17 @@ async def forward(runtime: Runtime, path: str, session: aiohttp.ClientSession,
         finally:
             resp.release()
         release()
+        out = Relay(resp.status, _response_headers(resp, streaming=False), raw)
         if exchange is not None:
-            decoded = _Decoder(encoding).feed(raw) if encoding else raw
-            _tee_complete_body(exchange, resp.status, decoded)
-            exchange.finish()
-        return Relay(resp.status, _response_headers(resp, streaming=False), raw)
+            ex, status, elapsed = exchange, resp.status, exchange.elapsed_ms()
+
+            def finish_record() -> None:
+                decoded = _Decoder(encoding).feed(raw) if encoding else raw
+                _tee_complete_body(ex, status, decoded)
+                ex.finish(elapsed)
+
+            out.after = finish_record
+        return out
 
     return _stream_response(runtime, resp, exchange, encoding, release)
 
@@ -397,21 +418,31 @@ def _stream_response(runtime: Runtime, resp: aiohttp.ClientResponse, exchange: E
     store_all = runtime.settings.store_bodies == "all"
     cap = runtime.settings.max_stored_body_bytes
 
+    def tee(exchange: Exchange, chunk: bytes, arrived: float) -> None:
+        decoded = decoder.feed(chunk)
+        if parser.feed(decoded) and exchange.record.ttft_ms is None:
+            exchange.record.ttft_ms = (arrived - exchange.started) * 1000.0
+        if runtime.settings.store_bodies != "none":
+            exchange.body_copy += decoded
+            keep = cap if store_all else _STREAM_TAIL_KEEP
+            if len(exchange.body_copy) > keep:
+                del exchange.body_copy[: len(exchange.body_copy) - keep]
+
     async def relay() -> AsyncIterator[bytes]:
         completed = False
         failure: tuple[int, str, str, str] | None = None
+        # A chunk is relayed first and parsed right after (timed at its arrival), so parsing is
+        # not on the event's way to the client; one the client left during is parsed in finally.
+        pending: bytes | None = None
+        arrived = 0.0
         try:
             async for chunk in resp.content.iter_any():
                 if exchange is not None:
-                    decoded = decoder.feed(chunk)
-                    if parser.feed(decoded) and exchange.record.ttft_ms is None:
-                        exchange.record.ttft_ms = exchange.elapsed_ms()
-                    if runtime.settings.store_bodies != "none":
-                        exchange.body_copy += decoded
-                        keep = cap if store_all else _STREAM_TAIL_KEEP
-                        if len(exchange.body_copy) > keep:
-                            del exchange.body_copy[: len(exchange.body_copy) - keep]
+                    pending, arrived = chunk, time.perf_counter()
                 yield chunk
+                if pending is not None and exchange is not None:
+                    pending = None
+                    tee(exchange, chunk, arrived)
             completed = True
         except asyncio.CancelledError:
             raise
@@ -428,6 +459,8 @@ def _stream_response(runtime: Runtime, resp: aiohttp.ClientResponse, exchange: E
             resp.close()
             release()
             if exchange is not None:
+                if pending is not None:
+                    tee(exchange, pending, arrived)
                 r = exchange.record
                 exchange.apply_usage(parser.finish())
                 if failure is not None:
