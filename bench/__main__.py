@@ -100,7 +100,7 @@ async def _main(args: argparse.Namespace) -> int:
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench")
-    p.add_argument("--quick", action="store_true", help="fewer rounds, 1 M rows only (~3 min)")
+    p.add_argument("--quick", action="store_true", help="fewer rounds, 1 M rows only (~4 min)")
     p.add_argument("--only", default="", help="comma list of: proxy, write, stats")
     p.add_argument("--no-results", action="store_true", help="do not rewrite bench/RESULTS.md")
     args = p.parse_args()
