@@ -106,7 +106,12 @@ def main() -> int:
     args = p.parse_args()
     import uvloop
 
-    return uvloop.run(_main(args))
+    from bench.common import stop_postgres
+
+    try:
+        return uvloop.run(_main(args))
+    finally:
+        stop_postgres()
 
 
 if __name__ == "__main__":

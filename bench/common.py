@@ -114,6 +114,15 @@ def postgres() -> Any:
     return _PG
 
 
+def stop_postgres() -> None:
+    """Stop the benchmark's PostgreSQL at the end of a run (its data stays cached on disk)."""
+    global _PG
+    if _PG is not None:
+        with contextlib.suppress(Exception):
+            _PG.stop()
+        _PG = None
+
+
 def dsn(database: str) -> str:
     return postgres().dsn(database)
 
