@@ -95,12 +95,13 @@ async def open_streams(url: str, streams: int, events: int, delay_ms: float) -> 
     """Open ``streams`` concurrent slow streams; report when all are open; count complete ones."""
     hdrs = {**HEADERS, "x-mock-events": str(events), "x-mock-event-delay-ms": str(delay_ms)}
     opened = 0
+    finished = 0
     all_open = asyncio.Event()
     complete = 0
     errors: dict[str, int] = {}
 
     async def one(s: aiohttp.ClientSession) -> None:
-        nonlocal opened, complete
+        nonlocal opened, complete, finished
         try:
             async with s.post(url + "/v1/messages", data=BODY, headers=hdrs) as r:
                 if r.status != 200:
@@ -121,13 +122,16 @@ async def open_streams(url: str, streams: int, events: int, delay_ms: float) -> 
                     errors["truncated"] = errors.get("truncated", 0) + 1
         except Exception as exc:  # noqa: BLE001
             errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+        finally:
+            finished += 1
 
     t0 = time.perf_counter()
     async with _session() as s:
         tasks = [asyncio.create_task(one(s)) for _ in range(streams)]
         try:
             await asyncio.wait_for(all_open.wait(), 120)
-            sys.stdout.write(orjson.dumps({"all_open_s": time.perf_counter() - t0}).decode() + "\n")
+            sys.stdout.write(orjson.dumps({"all_open_s": time.perf_counter() - t0,
+                                           "open_now": opened - finished}).decode() + "\n")
             sys.stdout.flush()
         except TimeoutError:
             sys.stdout.write(orjson.dumps({"all_open_s": None, "opened": opened}).decode() + "\n")
