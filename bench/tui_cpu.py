@@ -168,7 +168,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         remaining = args.rss_minutes * 60 - elapsed
         if remaining > 0:
             print(f"rss: running {remaining / 60:.1f} more minutes at {args.rate:.0f}/s …", file=sys.stderr)
-            await asyncio.sleep(remaining)
+            end = time.monotonic() + remaining
+            trace: list[tuple[float, float]] = []
+            while time.monotonic() < end:
+                await asyncio.sleep(min(60.0, max(0.0, end - time.monotonic())))
+                trace.append((round((time.monotonic() - end + remaining + elapsed) / 60, 1), tui.rss_mb()))
+                print(f"  {trace[-1][0]:5.1f} min  rss {trace[-1][1]:.1f} MB", file=sys.stderr)
+            result["rss_trace"] = trace
         result["rss_end_mb"] = tui.rss_mb()
         result["rss_minutes"] = args.rss_minutes
         result["rss_growth_pct"] = 100.0 * (result["rss_end_mb"] - result["rss_1min_mb"]) / result["rss_1min_mb"]

@@ -162,6 +162,7 @@ class NexusApp(App[int]):
         self.w_log.focus()
         if self.watch_terminal and not self.is_headless:
             self._install_terminal_watch()
+        self.set_interval(60.0, release_freed_memory, name="malloc-trim")
         if self.exit_after is not None:
             self.set_timer(self.exit_after, lambda: self.exit(0), name="exit-after")
 
@@ -517,6 +518,29 @@ class NexusApp(App[int]):
 
     def _terminal_gone(self) -> None:
         self.exit(0)
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim() if sys.platform.startswith("linux") else None
+
+
+def release_freed_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc only; a no-op elsewhere).
+
+    A monitor left open for days churns through millions of short-lived strings. Measured at
+    200 events/s: the Python heap stays flat (tracemalloc, gc counts) while RSS creeps ~0.5 MB/min,
+    i.e. pages glibc keeps after they were freed; trimming once a minute costs a few ms.
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def terminal_gone(fd: int | None = None) -> bool:
