@@ -132,3 +132,5 @@ class Event:
     id: int
     type: str
     data: dict[str, Any]
+    # The event as an SSE frame, serialised once at publish time and shared by every subscriber.
+    frame: bytes = field(default=b"", compare=False, repr=False)

@@ -14,9 +14,16 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
+
 from nexus.records import Event
 
 _CLOSED = object()
+
+
+def sse_frame(event_id: int, event_type: str, data: dict[str, Any]) -> bytes:
+    """One ``text/event-stream`` frame (id, event, data), built once per event, not per subscriber."""
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, event_type.encode(), orjson.dumps(data))
 
 
 class Subscription:
@@ -51,12 +58,27 @@ class Subscription:
     async def get(self, timeout: float | None = None) -> Event | None:
         """Next event; ``None`` on timeout. Raises ``StopAsyncIteration`` once closed."""
         try:
-            item = await asyncio.wait_for(self._queue.get(), timeout) if timeout else await self._queue.get()
+            # asyncio.timeout, not wait_for: no extra task per event on a busy stream.
+            async with asyncio.timeout(timeout):
+                item = await self._queue.get()
         except TimeoutError:
             return None
         if item is _CLOSED:
             raise StopAsyncIteration
         return item
+
+    def drain(self, limit: int) -> tuple[list[Event], bool]:
+        """Events already queued (up to ``limit``) without waiting, and whether the stream closed."""
+        out: list[Event] = []
+        while len(out) < limit:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if item is _CLOSED:
+                return out, True
+            out.append(item)
+        return out, False
 
     def close(self) -> None:
         self._broker._unsubscribe(self)
@@ -92,7 +114,8 @@ class Broker:
         return self._history[-1].id if self._history else 0
 
     def publish(self, event_type: str, data: dict[str, Any]) -> Event:
-        event = Event(id=next(self._ids), type=event_type, data=data)
+        event_id = next(self._ids)
+        event = Event(id=event_id, type=event_type, data=data, frame=sse_frame(event_id, event_type, data))
         self._history.append(event)
         self.published += 1
         for sub in list(self._subs):
