@@ -16,6 +16,7 @@ from nexus.records import Record
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_LABEL_LEN = 120
+MAX_CACHED_CHILDREN = 10_000  # hostile Host headers must not grow the cache without bound
 
 
 def _label(value: str | None, default: str = "unknown") -> str:
@@ -58,19 +59,34 @@ class Metrics:
         self.db_pool_in_use = Gauge("claude_proxy_db_pool_in_use", "Database connections in use", registry=r)
         self.db_pool_size = Gauge("claude_proxy_db_pool_size", "Database pool maximum size", registry=r)
         self.sse_subscribers = Gauge("claude_proxy_sse_subscribers", "Open /api/sse streams", registry=r)
+        self._request_children: dict[tuple[str | None, str | None, int], Any] = {}
+        self._tok_input = self.tokens.labels(type="input")
+        self._tok_output = self.tokens.labels(type="output")
+        self._tok_cache_creation = self.tokens.labels(type="cache_creation")
+        self._tok_cache_read = self.tokens.labels(type="cache_read")
+
+    def _request_counter(self, domain: str | None, model: str | None, status: int) -> Any:
+        # labels() hashes and validates on every call (~half of observe()); children are cached.
+        key = (domain, model, status)
+        child = self._request_children.get(key)
+        if child is None:
+            if len(self._request_children) > MAX_CACHED_CHILDREN:
+                self._request_children.clear()
+            child = self._request_children[key] = self.requests.labels(
+                domain=_label(domain), model=_label(model), status=str(status))
+        return child
 
     def observe(self, rec: Record) -> None:
         """Count one finished exchange."""
-        self.requests.labels(domain=_label(rec.domain), model=_label(rec.model),
-                             status=str(rec.status_code)).inc()
+        self._request_counter(rec.domain, rec.model, rec.status_code).inc()
         if rec.input_tokens:
-            self.tokens.labels(type="input").inc(rec.input_tokens)
+            self._tok_input.inc(rec.input_tokens)
         if rec.output_tokens:
-            self.tokens.labels(type="output").inc(rec.output_tokens)
+            self._tok_output.inc(rec.output_tokens)
         if rec.cache_creation_input_tokens:
-            self.tokens.labels(type="cache_creation").inc(rec.cache_creation_input_tokens)
+            self._tok_cache_creation.inc(rec.cache_creation_input_tokens)
         if rec.cache_read_input_tokens:
-            self.tokens.labels(type="cache_read").inc(rec.cache_read_input_tokens)
+            self._tok_cache_read.inc(rec.cache_read_input_tokens)
         self.response_time.observe(rec.response_time_ms)
         if rec.ttft_ms is not None:
             self.ttft.observe(rec.ttft_ms)
