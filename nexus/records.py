@@ -7,7 +7,7 @@ publishes its ``to_event()`` form on ``/api/sse``; the TUI parses that same JSON
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -106,16 +106,9 @@ class Record:
             "instanceId": self.instance_id,
         }
 
-    def to_journal(self) -> dict[str, Any]:
-        """A lossless JSON-able form for the on-disk journal."""
-        d = asdict(self)
-        d["id"] = str(self.id)
-        d["created_at"] = self.created_at.isoformat()
-        d["cost_usd"] = None if self.cost_usd is None else str(self.cost_usd)
-        return d
-
     @classmethod
     def from_journal(cls, d: dict[str, Any]) -> Record:
+        """Rebuild a record from its journal line (``orjson.dumps(record, default=str)``)."""
         d = dict(d)
         d["id"] = uuid.UUID(d["id"])
         d["created_at"] = datetime.fromisoformat(d["created_at"])

