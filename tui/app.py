@@ -25,7 +25,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer
+from textual.widgets import Footer
 
 from tui.client import (
     DEFAULT_URL,
@@ -465,16 +465,16 @@ class NexusApp(App[int]):
         self.export_dir.mkdir(parents=True, exist_ok=True)
         return Path(self.save_screenshot(filename=f"nexus-{stamp}.svg", path=str(self.export_dir))).resolve()
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        """Enter on a token window: filter on that account (again: clear the filter)."""
-        rid = event.row_key.value
-        if isinstance(event.data_table, TokenWindowsPanel) and rid not in (None, "-"):
-            q = self.q
-            account = None if q.account == rid else str(rid)
-            self.set_query(Query(time_range=q.time_range, domain=q.domain, account=account, model=q.model))
-
     def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
-        """Enter in the live log or the errors table: drill into that request."""
+        """Enter in the live log or the errors table: drill into that request. Enter on a token
+        window: filter on that account (again: clear the filter)."""
+        if isinstance(event.table, TokenWindowsPanel):
+            if event.request_id != "-":
+                q = self.q
+                account = None if q.account == event.request_id else event.request_id
+                self.set_query(Query(time_range=q.time_range, domain=q.domain, account=account,
+                                     model=q.model))
+            return
         assert self.client is not None
         self.push_screen(RequestScreen(self.client, event.request_id))
 
