@@ -20,6 +20,7 @@ import errno
 import functools
 import gzip
 import hashlib
+import logging
 import random
 import secrets
 import signal
@@ -83,6 +84,8 @@ _RL_INPUT_TOKENS = 2_000_000
 _RL_OUTPUT_TOKENS = 400_000
 _RL_TOKENS = _RL_INPUT_TOKENS + _RL_OUTPUT_TOKENS
 
+log = logging.getLogger("nexus.mock_upstream")
+
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 _JSON = "application/json"
 
@@ -129,9 +132,22 @@ class MockState:
         self.requests = deque(maxlen=max(1, self.config.max_recorded))
         self.rng = random.Random(self.config.seed)
 
+    # An "incident": a higher error rate until a monotonic deadline (POST /_mock/incident), so a
+    # demo can show an alert firing and resolving.
+    incident_rate: float = 0.0
+    incident_until: float = 0.0
+    webhooks: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
+
+    def current_error_rate(self) -> float:
+        if self.incident_until and time.monotonic() < self.incident_until:
+            return max(self.config.error_rate, self.incident_rate)
+        return self.config.error_rate
+
     def reset(self) -> None:
         self.requests.clear()
         self.cache.clear()
+        self.webhooks.clear()
+        self.incident_until = 0.0
 
 
 STATE_KEY: web.AppKey[MockState] = web.AppKey("mock_state", MockState)
@@ -530,7 +546,8 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
 
     cfg = state.config
     streaming = payload.get("stream") is True
-    if cfg.error_rate > 0 and state.rng.random() < cfg.error_rate:
+    error_rate = state.current_error_rate()
+    if error_rate > 0 and state.rng.random() < error_rate:
         return _error_response(state, request, state.rng.choice((429, 429, 529, 529, 500)))
     stream_error = request.headers.get("x-mock-stream-error")
     if streaming and not stream_error and cfg.stream_error_rate > 0 and state.rng.random() < cfg.stream_error_rate:
@@ -772,6 +789,39 @@ async def handle_mock_reset(request: web.Request) -> web.StreamResponse:
     return web.Response(body=b'{"ok":true}', content_type=_JSON)
 
 
+async def handle_mock_incident(request: web.Request) -> web.StreamResponse:
+    """POST /_mock/incident?rate=0.5&seconds=90: answer that share of requests with 429/529/500."""
+    state = request.app[STATE_KEY]
+    try:
+        rate = float(request.query.get("rate", "0.5"))
+        seconds = float(request.query.get("seconds", "90"))
+    except ValueError:
+        return web.Response(status=400, body=b'{"error":"rate and seconds must be numbers"}', content_type=_JSON)
+    if not (0.0 <= rate <= 1.0 and 0.0 <= seconds <= 86400.0):
+        return web.Response(status=400, body=b'{"error":"rate must be 0..1, seconds 0..86400"}',
+                            content_type=_JSON)
+    state.incident_rate = rate
+    state.incident_until = time.monotonic() + seconds
+    log.warning("mock upstream: incident started, %.0f%% errors for %.0f s", rate * 100, seconds)
+    return web.Response(body=orjson.dumps({"ok": True, "rate": rate, "seconds": seconds}), content_type=_JSON)
+
+
+async def handle_mock_webhook(request: web.Request) -> web.StreamResponse:
+    """POST /_mock/webhook: a capture endpoint for alert webhooks in the demo (GET lists them)."""
+    state = request.app[STATE_KEY]
+    if request.method == "GET":
+        return web.Response(body=orjson.dumps(list(state.webhooks)), content_type=_JSON)
+    raw = await request.read()
+    try:
+        body: Any = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        body = raw[:2000].decode("utf-8", "replace")
+    state.webhooks.append({"time": time.time(), "body": body})
+    summary = body.get("text") or body.get("summary") or body.get("title") if isinstance(body, dict) else None
+    log.warning("mock upstream: alert webhook received: %s", summary or str(body)[:200])
+    return web.Response(body=b'{"ok":true}', content_type=_JSON)
+
+
 def create_mock_app(config: MockConfig | None = None) -> web.Application:
     """The mock as an aiohttp Application (state in ``app[STATE_KEY]``)."""
     app = web.Application(client_max_size=MAX_BODY_BYTES + 8 * 1024 * 1024)
@@ -783,6 +833,9 @@ def create_mock_app(config: MockConfig | None = None) -> web.Application:
     r.add_get("/v1/models/{model_id}", handle_models)
     r.add_get("/_mock/requests", handle_mock_requests)
     r.add_post("/_mock/reset", handle_mock_reset)
+    r.add_post("/_mock/incident", handle_mock_incident)
+    r.add_route("GET", "/_mock/webhook", handle_mock_webhook)
+    r.add_post("/_mock/webhook", handle_mock_webhook)
     r.add_route("*", "/{tail:.*}", handle_not_found)
     return app
 

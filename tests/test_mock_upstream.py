@@ -387,3 +387,28 @@ async def test_cache_entry_expires_after_its_ttl() -> None:
     assert hit.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
     assert expired.usage.cache_creation_input_tokens == first.usage.cache_creation_input_tokens
     assert expired.usage.cache_read_input_tokens == 0
+
+
+async def test_incident_raises_the_error_rate_for_a_while_and_webhooks_are_captured():
+    import httpx as _httpx
+
+    from proxy.mock_upstream import MockConfig as _Config
+    from proxy.mock_upstream import MockUpstream as _Mock
+
+    body = {"model": "claude-haiku-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}
+    async with _Mock(_Config(seed=1)) as mock, _httpx.AsyncClient(base_url=mock.url, timeout=10) as c:
+        bad = await c.post("/_mock/incident?rate=2&seconds=5")
+        assert bad.status_code == 400
+        ok = await c.post("/_mock/incident?rate=1&seconds=0.5")
+        assert ok.json() == {"ok": True, "rate": 1.0, "seconds": 0.5}
+        during = [(await c.post("/v1/messages", json=body, headers={"x-api-key": "k"})).status_code
+                  for _ in range(5)]
+        assert all(s in (429, 500, 529) for s in during)
+        import asyncio as _asyncio
+
+        await _asyncio.sleep(0.6)
+        after = await c.post("/v1/messages", json=body, headers={"x-api-key": "k"})
+        assert after.status_code == 200
+        await c.post("/_mock/webhook", json={"text": "alert fired"})
+        got = (await c.get("/_mock/webhook")).json()
+        assert got[0]["body"] == {"text": "alert fired"}
