@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=_positive_float, default=None,
                    help="stop after this many seconds (default: until q / Ctrl+C)")
     p.add_argument("--rate", type=_positive_float, default=4.0, help="mean simulated requests per second")
+    p.add_argument("--incident-at", type=float, default=None, metavar="SECONDS",
+                   help="when the first simulated error burst starts (default 60; negative: none)")
     p.set_defaults(target="nexus.demo:cli_main")
 
     p = sub.add_parser("proxy", help="run the proxy (PROXY_PORT) and dashboard API (DASHBOARD_PORT)")

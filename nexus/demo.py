@@ -71,7 +71,7 @@ def _tail(path: Path | None, lines: int = 5) -> str:
 
 def start_demo_servers(data_dir: Path, rate: float, *, seed: int | None = None,
                        timeout: float = READY_TIMEOUT_S, log: IO[str] | None = None,
-                       env: dict[str, str] | None = None) -> DemoProcess:
+                       env: dict[str, str] | None = None, extra_args: list[str] | None = None) -> DemoProcess:
     """Start the child and block until it is ready (or raise CommandError with the reason)."""
     from nexus.cli import CommandError
 
@@ -80,6 +80,7 @@ def start_demo_servers(data_dir: Path, rate: float, *, seed: int | None = None,
     cmd = [sys.executable, "-m", "proxy.demo_servers", "--data-dir", str(data_dir), "--rate", str(rate)]
     if seed is not None:
         cmd += ["--seed", str(seed)]
+    cmd += extra_args or []
     with log_path.open("ab") as log_fh:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_fh,
                                 start_new_session=True, env=env)
@@ -121,10 +122,13 @@ def start_demo_servers(data_dir: Path, rate: float, *, seed: int | None = None,
     finally:
         sel.close()
         if log is not None and demo.info:
-            log.write(f"nexus demo: proxy {demo.info['proxy_url']}  dashboard {demo.info['dashboard_url']}\n")
+            log.write(f"nexus demo: proxy {demo.info['proxy_url']}  dashboard {demo.info['dashboard_url']}\n"
+                      f"nexus demo: force an error burst (alerts fire within ~1 min): "
+                      f"curl -X POST '{demo.info.get('upstream_url')}/_mock/incident?rate=0.5&seconds=90'\n")
 
 
-def _summary(demo: DemoProcess, stats: dict[str, Any] | None, duration: float) -> str:
+def _summary(demo: DemoProcess, stats: dict[str, Any] | None, duration: float,
+             alerts: dict[str, Any] | None = None, hooks: list[Any] | None = None) -> str:
     info = demo.info
     lines = [f"nexus demo: ran {duration:.0f}s",
              f"  proxy      {info.get('proxy_url')}",
@@ -139,6 +143,13 @@ def _summary(demo: DemoProcess, stats: dict[str, Any] | None, duration: float) -
         lines.append("  latency    p50 " + (f"{p50:.0f}ms" if p50 is not None else "-") +
                      "  p95 " + (f"{p95:.0f}ms" if p95 is not None else "-"))
         lines.append(f"  tokens     {tokens}   cost ${float(stats.get('costUsd') or 0):.4f}")
+    if alerts is not None:
+        recent = alerts.get("recent") or []
+        fired = sorted({a.get("rule", "?") for a in recent})
+        lines.append(f"  alerts     {len(alerts.get('active') or [])} active, {len(recent)} recent"
+                     + (f" ({', '.join(fired)})" if fired else ""))
+    if hooks is not None:
+        lines.append(f"  webhooks   {len(hooks)} alert notifications delivered to the demo's capture endpoint")
     traffic = (demo.final or {}).get("traffic") or {}
     if traffic:
         lines.append(f"  traffic    sent {traffic.get('sent', 0)}, ok {traffic.get('ok', 0)}, "
@@ -152,6 +163,30 @@ def _fetch_stats(url: str, key: str) -> dict[str, Any] | None:
     with contextlib.suppress(httpx.HTTPError, ValueError):
         r = httpx.get(f"{url}/api/stats", params={"since": "15m"}, headers={"X-Dashboard-Key": key},
                       timeout=10)
+        if r.status_code == 200:
+            return r.json()
+    return None
+
+
+def _fetch_alerts(url: str | None, key: str | None) -> dict[str, Any] | None:
+    import httpx
+
+    if not url or not key:
+        return None
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        r = httpx.get(f"{url}/api/alerts", headers={"X-Dashboard-Key": key}, timeout=10)
+        if r.status_code == 200:
+            return r.json()
+    return None
+
+
+def _fetch_webhooks(upstream_url: str | None) -> list[Any] | None:
+    import httpx
+
+    if not upstream_url:
+        return None
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        r = httpx.get(f"{upstream_url}/_mock/webhook", timeout=10)
         if r.status_code == 200:
             return r.json()
     return None
@@ -188,13 +223,21 @@ def cli_main(args: Any, settings: Any) -> int:
     sys.stderr.write(f"nexus demo: starting embedded PostgreSQL, simulated upstream, proxy and "
                      f"dashboard (data in {data_dir}) …\n")
     sys.stderr.flush()
-    demo = start_demo_servers(data_dir, rate, log=sys.stderr)
+    extra: list[str] = []
+    if getattr(args, "incident_at", None) is not None:
+        extra += ["--incident-at", str(args.incident_at)]
+    demo = start_demo_servers(data_dir, rate, log=sys.stderr, extra_args=extra)
     started = time.monotonic()
     code = 0
+    alerts: dict[str, Any] | None = None
+    hooks: list[Any] | None = None
     try:
         if headless:
             _wait_headless(duration)
             stats = _fetch_stats(demo.info["dashboard_url"], demo.info["dashboard_key"])
+            # read while the servers still run; the summary is printed after they stop
+            alerts = _fetch_alerts(demo.info["dashboard_url"], demo.info["dashboard_key"])
+            hooks = _fetch_webhooks(demo.info.get("upstream_url"))
         else:
             from tui.app import run_attached
 
@@ -207,7 +250,7 @@ def cli_main(args: Any, settings: Any) -> int:
         sys.stderr.flush()
         demo.stop()
     if headless:
-        print(_summary(demo, stats, time.monotonic() - started))
+        print(_summary(demo, stats, time.monotonic() - started, alerts, hooks))
         if stats is None:
             raise CommandError("demo ran but its dashboard API did not answer (see "
                                f"{demo.log_path})")

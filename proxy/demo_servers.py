@@ -38,6 +38,21 @@ log = logging.getLogger("nexus.demo")
 # so "% of limit" climbs visibly and the exhaustion column has something to say.
 DEMO_TOKEN_WINDOW_LIMIT = 50_000_000
 
+# Alerts in the demo: the guide's rules with short durations so an incident is seen firing and
+# resolving within a couple of minutes (a real deployment keeps the 5 / 10 minute defaults).
+DEMO_ALERT_SETTINGS: dict[str, Any] = {
+    "alert_error_rate_window_s": 60.0,
+    "alert_eval_interval_s": 5.0,
+    "alert_min_requests": 5,
+    "alert_repeat_interval_s": 600.0,
+}
+# A simulated incident: this share of requests fails for this long, first after FIRST_AT seconds
+# and again every EVERY seconds; `curl -X POST <upstream>/_mock/incident` forces one at any time.
+INCIDENT_RATE = 0.5
+INCIDENT_SECONDS = 90.0
+INCIDENT_FIRST_AT = 60.0
+INCIDENT_EVERY = 900.0
+
 
 def _emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
@@ -55,8 +70,37 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
         loop.call_soon_threadsafe(stop.set)
 
 
+async def start_incident(upstream_url: str, rate: float = INCIDENT_RATE,
+                         seconds: float = INCIDENT_SECONDS) -> None:
+    """Ask the mock upstream to fail ``rate`` of requests for ``seconds`` (an error burst)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{upstream_url}/_mock/incident", params={"rate": str(rate), "seconds": str(seconds)},
+        timeout=aiohttp.ClientTimeout(total=5),
+    ) as resp:
+        resp.raise_for_status()
+
+
+async def _incidents(upstream_url: str, first_at: float, every: float) -> None:
+    """Simulated incidents on a schedule, so the alerts panel has something to show."""
+    if first_at < 0:
+        return
+    await asyncio.sleep(first_at)
+    while True:
+        try:
+            await start_incident(upstream_url)
+        except Exception as exc:  # noqa: BLE001 - the demo goes on without its incident
+            log.warning("could not start a simulated incident: %s", exc)
+        if every <= 0:
+            return
+        await asyncio.sleep(every)
+
+
 async def run_demo_servers(data_dir: Path, rate: float, duration: float | None = None,
-                           seed: int | None = None, watch_stdin: bool = True) -> dict[str, Any]:
+                           seed: int | None = None, watch_stdin: bool = True,
+                           incident_first_at: float = INCIDENT_FIRST_AT,
+                           incident_every: float = INCIDENT_EVERY) -> dict[str, Any]:
     base = load_settings()
     settings = base.with_overrides(
         nexus_data_dir=data_dir,
@@ -65,6 +109,7 @@ async def run_demo_servers(data_dir: Path, rate: float, duration: float | None =
         database_url=None,  # the demo never writes simulated traffic into a real database
         proxy_host="127.0.0.1", proxy_port=0, dashboard_port=0,
         shutdown_grace_s=3.0, record_flush_interval_s=0.1,
+        **{k: v for k, v in DEMO_ALERT_SETTINGS.items() if k.upper() not in os.environ},
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -85,6 +130,10 @@ async def run_demo_servers(data_dir: Path, rate: float, duration: float | None =
 
     counters: dict[str, Any] = {}
     async with MockUpstream(MockConfig(seed=seed)) as upstream:
+        if not settings.alert_webhook_url:
+            # Without a configured webhook, alerts are delivered to the mock's capture endpoint
+            # (logged by the demo): the whole path, rule → channel → HTTP, is exercised.
+            settings = settings.with_overrides(alert_webhook_url=upstream.url + "/_mock/webhook")
         servers = asyncio.create_task(run_servers(settings, upstream_url=upstream.url, ready=ready,
                                                   stop=servers_stop), name="demo-servers")
         waiter = asyncio.create_task(ready_evt.wait())
@@ -106,10 +155,13 @@ async def run_demo_servers(data_dir: Path, rate: float, duration: float | None =
         profile = TrafficProfile(rate_per_s=rate, seed=seed)
         traffic = asyncio.create_task(run_traffic(ready_info["proxy_url"], profile, traffic_stop),
                                       name="demo-traffic")
+        incidents = asyncio.create_task(_incidents(upstream.url, incident_first_at, incident_every),
+                                        name="demo-incidents")
         if duration is not None:
             loop.call_later(duration, stop.set)
         await asyncio.wait({stopper, servers}, return_when=asyncio.FIRST_COMPLETED)
         traffic_stop.set()
+        incidents.cancel()
         with contextlib.suppress(Exception):
             counters = await asyncio.wait_for(traffic, 10)
         servers_stop.set()
@@ -126,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--no-stdin-watch", action="store_true")
+    p.add_argument("--incident-at", type=float, default=INCIDENT_FIRST_AT,
+                   help="seconds until the first simulated error burst (negative: none)")
+    p.add_argument("--incident-every", type=float, default=INCIDENT_EVERY,
+                   help="seconds between simulated error bursts (0: only one)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -136,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
     try:
         counters = asyncio.run(run_demo_servers(Path(args.data_dir), args.rate, args.duration, args.seed,
-                                                watch_stdin=not args.no_stdin_watch))
+                                                watch_stdin=not args.no_stdin_watch,
+                                                incident_first_at=args.incident_at,
+                                                incident_every=args.incident_every))
     except Exception as exc:  # the parent shows this line to the user
         _emit({"event": "error", "message": f"{exc.__class__.__name__}: {exc}"})
         log.exception("demo servers failed")
