@@ -194,7 +194,7 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"`python bench/tui_cpu.py --rss-minutes {r['rss_minutes']:g}` — `nexus tui` in a 120×40 pty (output "
         f"drained like a terminal), fed by the real proxy service (recorder → PostgreSQL + broker → "
-        f"`/api/sse`, polls of the stats routes every second). {cpu}-core machine. CPU is the TUI "
+        f"`/api/sse`, polls of the stats routes every 4–30 s). {cpu}-core machine. CPU is the TUI "
         f"process only, % of one core.",
         "",
         "| measure | result | target |",
