@@ -31,7 +31,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from nexus.latency import HIST_LEN, LATENCY_BUCKETS_MS, empty_hist, percentile_from_hist
+from nexus.db.rollup import RollupCounters
+from nexus.latency import HIST_LEN, LATENCY_BUCKETS_MS, percentile_from_hist
 from nexus.redact import redact_headers
 from nexus.windows import current_window, window_projection
 
@@ -142,20 +143,8 @@ def floor_to(t: datetime, seconds: int) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
 
 
-@dataclass
-class _Agg:
+class _Agg(RollupCounters):
     """Counters of one group, mergeable from rollup rows and raw edge rows alike."""
-
-    requests: int = 0
-    errors: int = 0
-    input: int = 0
-    output: int = 0
-    cache_creation: int = 0
-    cache_read: int = 0
-    cost: Decimal = Decimal(0)
-    unpriced: int = 0
-    latency_sum: float = 0.0
-    hist: list[int] = field(default_factory=empty_hist)
 
     def add_row(self, r: asyncpg.Record) -> None:
         self.requests += int(r["requests"] or 0)
@@ -167,18 +156,6 @@ class _Agg:
         self.cost += r["cost"] or Decimal(0)
         self.unpriced += int(r["unpriced"] or 0)
         self.latency_sum += float(r["latency_sum"] or 0.0)
-
-    def merge(self, other: _Agg) -> None:
-        self.requests += other.requests
-        self.errors += other.errors
-        self.input += other.input
-        self.output += other.output
-        self.cache_creation += other.cache_creation
-        self.cache_read += other.cache_read
-        self.cost += other.cost
-        self.unpriced += other.unpriced
-        self.latency_sum += other.latency_sum
-        self.hist = [a + b for a, b in zip(self.hist, other.hist, strict=True)]
 
     @property
     def tokens(self) -> dict[str, int]:

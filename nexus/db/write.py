@@ -15,12 +15,12 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal
 
 import asyncpg
 
 from nexus.db.partitions import ensure_partitions
-from nexus.latency import bucket_index, empty_hist
+from nexus.db.rollup import RollupCounters
+from nexus.latency import bucket_index
 from nexus.records import REQUEST_TYPE_MESSAGES, Record
 
 RECORD_COLUMNS: tuple[str, ...] = (
@@ -53,23 +53,9 @@ class PartitionCache:
         self.known.clear()
 
 
-@dataclass
-class _Rollup:
-    requests: int = 0
-    errors: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation: int = 0
-    cache_read: int = 0
-    cost: Decimal = Decimal(0)
-    unpriced: int = 0
-    latency_sum: float = 0.0
-    hist: list[int] = field(default_factory=empty_hist)
-
-
-def rollup(records: Sequence[Record]) -> dict[tuple[datetime, str, str, str], _Rollup]:
+def rollup(records: Sequence[Record]) -> dict[tuple[datetime, str, str, str], RollupCounters]:
     """Aggregate records per (minute, domain, account, model)."""
-    out: dict[tuple[datetime, str, str, str], _Rollup] = {}
+    out: dict[tuple[datetime, str, str, str], RollupCounters] = {}
     minutes: dict[int, datetime] = {}
     for r in records:
         epoch_min = int(r.created_at.timestamp() // 60)
@@ -79,11 +65,11 @@ def rollup(records: Sequence[Record]) -> dict[tuple[datetime, str, str, str], _R
         key = (minute, r.domain or "", r.account_id or "", r.model or "")
         agg = out.get(key)
         if agg is None:
-            agg = out[key] = _Rollup()
+            agg = out[key] = RollupCounters()
         agg.requests += 1
         agg.errors += 1 if r.is_error else 0
-        agg.input_tokens += r.input_tokens
-        agg.output_tokens += r.output_tokens
+        agg.input += r.input_tokens
+        agg.output += r.output_tokens
         agg.cache_creation += r.cache_creation_input_tokens
         agg.cache_read += r.cache_read_input_tokens
         if r.cost_usd is None:
@@ -178,7 +164,7 @@ async def insert_records(conn: asyncpg.Connection, records: Sequence[Record],
             await conn.executemany(
                 _ROLLUP_UPSERT,
                 [
-                    (k[0], k[1], k[2], k[3], a.requests, a.errors, a.input_tokens, a.output_tokens,
+                    (k[0], k[1], k[2], k[3], a.requests, a.errors, a.input, a.output,
                      a.cache_creation, a.cache_read, a.cost, a.unpriced, a.latency_sum, a.hist)
                     for k, a in agg.items()
                 ],
