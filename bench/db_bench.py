@@ -50,7 +50,7 @@ async def insert_executemany(conn: asyncpg.Connection, records: list[Record]) ->
         await conn.executemany(_EXECUTEMANY, [_row(r) for r in records])
         agg = rollup(records)
         await conn.executemany(_ROLLUP_UPSERT, [
-            (k[0], k[1], k[2], k[3], a.requests, a.errors, a.input_tokens, a.output_tokens, a.cache_creation,
+            (k[0], k[1], k[2], k[3], a.requests, a.errors, a.input, a.output, a.cache_creation,
              a.cache_read, a.cost, a.unpriced, a.latency_sum, a.hist) for k, a in agg.items()])
 
 
