@@ -530,9 +530,13 @@ async def _preflight(state: MockState, request: web.Request) -> web.Response | N
     return None
 
 
-async def handle_messages(request: web.Request) -> web.StreamResponse:
-    """POST /v1/messages: a message, or its SSE stream when ``stream: true``."""
-    state = request.app[STATE_KEY]
+async def _checked_payload(state: MockState, request: web.Request,
+                           need_max_tokens: bool) -> web.StreamResponse | tuple[dict[str, Any], bytes]:
+    """The request's JSON and raw bytes, or the error the real API would answer first.
+
+    Order as the handlers had it: body read, then injected status / auth, then parse errors,
+    then validation.
+    """
     payload, raw, err = await _read_json(state, request)
     pre = await _preflight(state, request)
     if pre is not None:
@@ -540,9 +544,19 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
     if err is not None:
         return err
     assert payload is not None
-    problem = _validate(payload, need_max_tokens=True)
+    problem = _validate(payload, need_max_tokens=need_max_tokens)
     if problem:
         return _error_response(state, request, 400, message=problem)
+    return payload, raw
+
+
+async def handle_messages(request: web.Request) -> web.StreamResponse:
+    """POST /v1/messages: a message, or its SSE stream when ``stream: true``."""
+    state = request.app[STATE_KEY]
+    checked = await _checked_payload(state, request, need_max_tokens=True)
+    if isinstance(checked, web.StreamResponse):
+        return checked
+    payload, raw = checked
 
     cfg = state.config
     streaming = payload.get("stream") is True
@@ -734,16 +748,10 @@ async def _write_events(
 async def handle_count_tokens(request: web.Request) -> web.StreamResponse:
     """POST /v1/messages/count_tokens: the same estimate a message would report, no cache split."""
     state = request.app[STATE_KEY]
-    payload, raw, err = await _read_json(state, request)
-    pre = await _preflight(state, request)
-    if pre is not None:
-        return pre
-    if err is not None:
-        return err
-    assert payload is not None
-    problem = _validate(payload, need_max_tokens=False)
-    if problem:
-        return _error_response(state, request, 400, message=problem)
+    checked = await _checked_payload(state, request, need_max_tokens=False)
+    if isinstance(checked, web.StreamResponse):
+        return checked
+    payload, raw = checked
     usage = _count_prompt(state, payload, raw, use_cache=False)
     _steer_usage(request, usage)
     return _json_response(state, request, {"input_tokens": usage.input_tokens}, _common_headers(state, request))
