@@ -186,3 +186,16 @@ async def stack(db_dsn: str, tmp_path: Path, mock_upstream) -> AsyncIterator[Sta
         yield Stack(service, info, mock_upstream, db_dsn)
     finally:
         await service.stop()
+
+
+@pytest.fixture
+def own_pg() -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL of the test's own, so it can be stopped, killed and restarted."""
+    tmp = Path(tempfile.mkdtemp(prefix="nexus-own-pg-"))
+    pg = EmbeddedPostgres(tmp)
+    pg.start()
+    try:
+        yield pg
+    finally:
+        pg.destroy()
+        shutil.rmtree(tmp, ignore_errors=True)

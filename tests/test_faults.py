@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import statistics
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -316,17 +314,6 @@ async def test_client_disconnect_closes_upstream_and_records_499(db_dsn: str, tm
 # -- the database goes away ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def own_pg() -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL of this test's own, so it can be stopped, killed and restarted."""
-    tmp = Path(tempfile.mkdtemp(prefix="nexus-fault-pg-"))
-    pg = EmbeddedPostgres(tmp)
-    pg.start()
-    try:
-        yield pg
-    finally:
-        pg.destroy()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 async def _metric(url: str, name: str) -> float:

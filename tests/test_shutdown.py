@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -99,16 +96,6 @@ async def test_grace_period_bounds_shutdown(db_dsn: str, tmp_path: Path) -> None
             await asyncio.to_thread(p.stop)
 
 
-@pytest.fixture
-def own_pg() -> Iterator[EmbeddedPostgres]:
-    tmp = Path(tempfile.mkdtemp(prefix="nexus-shutdown-pg-"))
-    pg = EmbeddedPostgres(tmp)
-    pg.start()
-    try:
-        yield pg
-    finally:
-        pg.destroy()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 async def test_shutdown_without_database_journals_and_restart_replays(own_pg: EmbeddedPostgres,
