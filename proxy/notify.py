@@ -28,8 +28,13 @@ class NotifyListener:
         self._task: asyncio.Task | None = None
         self._conn: asyncpg.Connection | None = None
         self.connected = asyncio.Event()
+        self._own_prefix = '{"i":' + orjson.dumps(runtime.instance_id).decode() + ","
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        # Our own writer's batches come back on this channel too; the recorder puts the instance
+        # id first, so they are skipped without parsing (~7 KB of JSON per NOTIFY).
+        if payload.startswith(self._own_prefix):
+            return
         try:
             msg = orjson.loads(payload)
         except orjson.JSONDecodeError:

@@ -224,7 +224,7 @@ class Recorder:
         payloads: list[str] = []
         chunk: list[bytes] = []
         size = 0
-        iid = self.runtime.instance_id.encode()
+        iid = orjson.dumps(self.runtime.instance_id)  # quoted; the listener skips its own by this prefix
         for r in batch:
             ev = orjson.dumps(r.to_event())
             if chunk and size + len(ev) > NOTIFY_MAX_PAYLOAD:
@@ -243,7 +243,7 @@ class Recorder:
 
     @staticmethod
     def _payload(iid: bytes, events: list[bytes]) -> str:
-        return (b'{"i":"' + iid + b'","e":[' + b",".join(events) + b"]}").decode()
+        return (b'{"i":' + iid + b',"e":[' + b",".join(events) + b"]}").decode()
 
     async def _to_journal(self, records: Sequence[Record]) -> None:
         if not records:

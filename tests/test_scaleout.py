@@ -152,3 +152,46 @@ async def test_instances_starting_together_share_one_key(db_dsn: str, tmp_path: 
             assert p.health()["database"] == "connected"
     finally:
         await asyncio.gather(*(asyncio.to_thread(p.stop) for p in ps))
+
+
+async def test_listener_skips_own_batches_and_publishes_others(db_dsn: str, tmp_path: Path) -> None:
+    """A writer's NOTIFY reaches every instance; only the *other* instances re-publish it.
+
+    The own-batch check is a prefix match on the payload, so an instance id that needs JSON
+    escaping must still be recognised (and must not be mistaken for another instance).
+    """
+    from nexus.config import Settings
+    from nexus.db.pool import create_pool
+    from nexus.records import Record
+    from proxy.context import Runtime
+    from proxy.journal import Journal
+    from proxy.notify import NotifyListener
+    from proxy.recorder import Recorder
+
+    settings = Settings(database_url=db_dsn, nexus_data_dir=tmp_path)
+    writer_rt = Runtime(settings, instance_id='host "a"\\1')
+    other_rt = Runtime(settings, instance_id="host-b")
+    writer_rt.pool = await create_pool(db_dsn)
+    writer_rt.db_connected = True
+    listeners = [NotifyListener(writer_rt, db_dsn), NotifyListener(other_rt, db_dsn)]
+    for listener in listeners:
+        await listener.start()
+    try:
+        for listener in listeners:
+            await asyncio.wait_for(listener.connected.wait(), 10)
+        recorder = Recorder(writer_rt, Journal(tmp_path / "journal.jsonl"))
+        batch = [Record(domain="api.anthropic.com", model="claude-sonnet-4-5", status_code=200,
+                        instance_id=writer_rt.instance_id) for _ in range(300)]  # several NOTIFYs
+        assert await recorder._write(batch)
+        deadline = time.monotonic() + 10
+        while other_rt.broker.published < len(batch) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # the writer's own copy would have arrived by now too
+        assert other_rt.broker.published == len(batch)
+        assert [e.data["id"] for e in other_rt.broker.recent(len(batch))] == [str(r.id) for r in batch]
+        assert writer_rt.broker.published == 0
+        assert listeners[0].received == 0 and listeners[1].received == len(batch)
+    finally:
+        for listener in listeners:
+            await listener.stop()
+        await writer_rt.pool.close()
