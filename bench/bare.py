@@ -74,10 +74,15 @@ def asgi_app(upstream: str) -> Any:
             more = msg.get("more_body", False)
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in HOP]
         async with state["s"].request(scope["method"], upstream + scope["path"], data=body, headers=headers) as r:
+            if r.content_type == "text/event-stream":  # relay a stream chunk by chunk, as the proxy does
+                out = [(k, v) for k, v in r.raw_headers if k.lower() not in HOP]
+                await send({"type": "http.response.start", "status": r.status, "headers": out})
+                async for chunk in r.content.iter_any():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+                return
             raw = await r.read()
-            out = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in r.raw_headers_decoded()] \
-                if hasattr(r, "raw_headers_decoded") else list(r.raw_headers)
-            out = [(k, v) for k, v in out if k.lower() not in HOP or k.lower() == b"content-length"]
+            out = [(k, v) for k, v in r.raw_headers if k.lower() not in HOP or k.lower() == b"content-length"]
         await send({"type": "http.response.start", "status": r.status, "headers": out})
         await send({"type": "http.response.body", "body": raw})
 
@@ -93,6 +98,14 @@ async def _run_aiohttp(upstream: str) -> None:
         body = await request.read()
         headers = [(k, v) for k, v in request.headers.items() if k.lower().encode() not in HOP]
         async with session.request(request.method, upstream + request.path, data=body, headers=headers) as r:
+            if r.content_type == "text/event-stream":
+                resp = web.StreamResponse(status=r.status,
+                                          headers=[(k, v) for k, v in r.headers.items() if k.lower().encode() not in HOP])
+                await resp.prepare(request)
+                async for chunk in r.content.iter_any():
+                    await resp.write(chunk)
+                await resp.write_eof()
+                return resp
             raw = await r.read()
             out = [(k, v) for k, v in r.headers.items() if k.lower().encode() not in HOP]
         return web.Response(body=raw, status=r.status, headers=out)

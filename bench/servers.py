@@ -99,14 +99,9 @@ async def run_stamp(port: int) -> None:
 
 # -- the proxy --------------------------------------------------------------------------------
 
-async def run_proxy(upstream: str, dsn: str, data_dir: str, extra: dict[str, str], sse_batched: bool = False) -> None:
+async def run_proxy(upstream: str, dsn: str, data_dir: str, extra: dict[str, str]) -> None:
     from nexus.config import load_settings
     from proxy.server import ProxyService
-
-    if sse_batched:
-        from bench import sse_experiment
-
-        sse_experiment.install()
 
     env = {
         "DATABASE_URL": dsn, "NEXUS_DATA_DIR": data_dir, "PROXY_PORT": "0", "DASHBOARD_PORT": "0",
@@ -134,7 +129,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dsn", default="")
     p.add_argument("--data-dir", default="")
     p.add_argument("--env", action="append", default=[], help="NAME=VALUE settings for the proxy")
-    p.add_argument("--sse-batched", action="store_true", help="bench.sse_experiment's /api/sse (figure 7)")
     a = p.parse_args(argv)
     import uvloop
 
@@ -144,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         uvloop.run(run_stamp(a.port))
     else:
         extra = dict(kv.split("=", 1) for kv in a.env)
-        uvloop.run(run_proxy(a.upstream, a.dsn, a.data_dir, extra, a.sse_batched))
+        uvloop.run(run_proxy(a.upstream, a.dsn, a.data_dir, extra))
 
 
 if __name__ == "__main__":
