@@ -263,8 +263,15 @@ class Recorder:
     async def _replay_journal(self) -> None:
         total = self.journal.pending
         log.info("replaying %d journalled records", total)
-        for batch in self.journal.read_batches(self.batch_size):
-            if not await self._write(batch, notify=False):
-                return  # DB went away again; the journal stays, replay restarts later
-        self.journal.truncate()
+        # Reading and parsing a batch (~1,000 JSON lines) happens in a worker thread, so a long
+        # replay after an outage does not stall the requests this process is serving meanwhile.
+        batches = self.journal.read_batches(self.batch_size)
+        try:
+            while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+                if not await self._write(batch, notify=False):
+                    return  # DB went away again; the journal stays, replay restarts later
+        finally:
+            with contextlib.suppress(ValueError):  # still running in its thread if we were cancelled
+                batches.close()
+        await asyncio.to_thread(self.journal.truncate)
         log.info("journal replayed (%d records)", total)
