@@ -48,7 +48,7 @@ async def insert_executemany(conn: asyncpg.Connection, records: list[Record]) ->
 
     async with conn.transaction():
         await conn.executemany(_EXECUTEMANY, [_row(r) for r in records])
-        agg = rollup(records)
+        agg = await rollup(records)
         await conn.executemany(_ROLLUP_UPSERT, [
             (k[0], k[1], k[2], k[3], a.requests, a.errors, a.input, a.output, a.cache_creation,
              a.cache_read, a.cost, a.unpriced, a.latency_sum, a.hist) for k, a in agg.items()])

@@ -21,9 +21,13 @@ from nexus.records import Event
 _CLOSED = object()
 
 
-def sse_frame(event_id: int, event_type: str, data: dict[str, Any]) -> bytes:
-    """One ``text/event-stream`` frame (id, event, data), built once per event, not per subscriber."""
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, event_type.encode(), orjson.dumps(data))
+def sse_frame(event_id: int, event_type: str, data: dict[str, Any], data_json: bytes | None = None) -> bytes:
+    """One ``text/event-stream`` frame (id, event, data), built once per event, not per subscriber.
+
+    ``data_json`` is ``data`` already serialised (the recorder reuses it for NOTIFY).
+    """
+    payload = orjson.dumps(data) if data_json is None else data_json
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, event_type.encode(), payload)
 
 
 class Subscription:
@@ -113,9 +117,9 @@ class Broker:
     def last_id(self) -> int:
         return self._history[-1].id if self._history else 0
 
-    def publish(self, event_type: str, data: dict[str, Any]) -> Event:
+    def publish(self, event_type: str, data: dict[str, Any], data_json: bytes | None = None) -> Event:
         event_id = next(self._ids)
-        event = Event(id=event_id, type=event_type, data=data, frame=sse_frame(event_id, event_type, data))
+        event = Event(id=event_id, type=event_type, data=data, frame=sse_frame(event_id, event_type, data, data_json))
         self._history.append(event)
         self.published += 1
         for sub in list(self._subs):

@@ -45,7 +45,9 @@ class Recorder:
         self.runtime = runtime
         self.journal = journal
         self.on_record = on_record
-        self.queue: deque[Record] = deque()
+        # Each record travels with its event JSON (built once in submit() for the local stream),
+        # which the writer reuses for NOTIFY instead of serialising the record again.
+        self.queue: deque[tuple[Record, bytes | None]] = deque()
         self.queue_limit = s.record_queue_size
         self.high_water = min(s.journal_high_water, s.record_queue_size)
         self.batch_size = s.record_batch_size
@@ -71,11 +73,14 @@ class Recorder:
     def submit(self, record: Record) -> None:
         """Hand off a finished exchange. Synchronous, O(1), never raises into the request."""
         rt = self.runtime
+        event_json: bytes | None = None
         try:
             self.token_stats.add(record)
             if rt.metrics is not None:
                 rt.metrics.observe(record)
-            rt.broker.publish("request", record.to_event())
+            event = record.to_event()
+            event_json = orjson.dumps(event)
+            rt.broker.publish("request", event, event_json)
             if self.on_record is not None:
                 self.on_record(record)
         except Exception:  # noqa: BLE001 - observability must never fail a request
@@ -86,7 +91,7 @@ class Recorder:
             if rt.metrics is not None:
                 rt.metrics.records_dropped.inc()
             return
-        self.queue.append(record)
+        self.queue.append((record, event_json))
         if len(self.queue) == 1 or len(self.queue) >= self.batch_size:
             self._wake.set()  # the writer then waits flush_interval to gather a batch
 
@@ -107,13 +112,15 @@ class Recorder:
                 with contextlib.suppress(BaseException):
                     await self._task
         if self.queue:  # whatever is left goes to disk
-            rest = list(self.queue)
+            rest = [r for r, _ in self.queue]
             self.queue.clear()
             await self._to_journal(rest)
 
-    def _take(self, n: int) -> list[Record]:
+    def _take(self, n: int) -> tuple[list[Record], list[bytes | None]]:
+        """The oldest ``n`` queued records and their event JSON."""
         n = min(n, len(self.queue))
-        return [self.queue.popleft() for _ in range(n)]
+        items = [self.queue.popleft() for _ in range(n)]
+        return [r for r, _ in items], [e for _, e in items]
 
     async def _run(self) -> None:
         while True:
@@ -147,15 +154,15 @@ class Recorder:
         # Past the high-water mark, the excess goes to disk right away (bounded memory).
         if len(self.queue) > self.high_water:
             excess = len(self.queue) - self.high_water
-            spill = [self.queue.pop() for _ in range(excess)]
+            spill = [self.queue.pop()[0] for _ in range(excess)]
             spill.reverse()
             await self._to_journal(spill)
         while self.queue:
-            batch = self._take(self.batch_size)
+            batch, events = self._take(self.batch_size)
             if not rt.db_connected:
-                await self._to_journal(batch + self._take(len(self.queue)))
+                await self._to_journal(batch + self._take(len(self.queue))[0])
                 return
-            if not await self._write(batch):
+            if not await self._write(batch, events):
                 await self._to_journal(batch)
                 return
             if not self._stopping and len(self.queue) < self.batch_size:
@@ -193,15 +200,16 @@ class Recorder:
         self.last_error = msg
         self.runtime.db_connected = False
 
-    async def _write(self, batch: Sequence[Record], notify: bool = True) -> bool:
+    async def _write(self, batch: Sequence[Record], events: Sequence[bytes | None] | None) -> bool:
+        """Insert a batch; then NOTIFY its ``events`` (one per record; None = build it) if given."""
         pool = self.runtime.pool
         if pool is None:
             return False
         try:
             async with pool.acquire(timeout=5) as conn:
                 n = await insert_records(conn, batch, self.partitions)
-                if notify:
-                    await self._notify(conn, batch)
+                if events is not None:
+                    await self._notify(conn, batch, events)
         except DB_ERRORS as exc:
             self._mark_down(exc)
             return False
@@ -215,7 +223,8 @@ class Recorder:
             self.runtime.metrics.records_written.inc(n)
         return True
 
-    async def _notify(self, conn: asyncpg.Connection, batch: Sequence[Record]) -> None:
+    async def _notify(self, conn: asyncpg.Connection, batch: Sequence[Record],
+                      events: Sequence[bytes | None]) -> None:
         """Tell other instances (their /api/sse) about these records, a few per NOTIFY.
 
         All the NOTIFYs of a batch go in one statement (one round trip; delivered in order at
@@ -225,8 +234,9 @@ class Recorder:
         chunk: list[bytes] = []
         size = 0
         iid = orjson.dumps(self.runtime.instance_id)  # quoted; the listener skips its own by this prefix
-        for r in batch:
-            ev = orjson.dumps(r.to_event())
+        for r, ev in zip(batch, events, strict=True):
+            if ev is None:
+                ev = orjson.dumps(r.to_event())
             if chunk and size + len(ev) > NOTIFY_MAX_PAYLOAD:
                 payloads.append(self._payload(iid, chunk))
                 chunk, size = [], 0
@@ -268,7 +278,7 @@ class Recorder:
         batches = self.journal.read_batches(self.batch_size)
         try:
             while (batch := await asyncio.to_thread(next, batches, None)) is not None:
-                if not await self._write(batch, notify=False):
+                if not await self._write(batch, None):  # replayed records were never on the stream
                     return  # DB went away again; the journal stays, replay restarts later
         finally:
             with contextlib.suppress(ValueError):  # still running in its thread if we were cancelled

@@ -182,7 +182,7 @@ async def test_listener_skips_own_batches_and_publishes_others(db_dsn: str, tmp_
         recorder = Recorder(writer_rt, Journal(tmp_path / "journal.jsonl"))
         batch = [Record(domain="api.anthropic.com", model="claude-sonnet-4-5", status_code=200,
                         instance_id=writer_rt.instance_id) for _ in range(300)]  # several NOTIFYs
-        assert await recorder._write(batch)
+        assert await recorder._write(batch, [None] * len(batch))  # events built by the writer
         deadline = time.monotonic() + 10
         while other_rt.broker.published < len(batch) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
