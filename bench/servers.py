@@ -100,8 +100,9 @@ async def run_stamp(port: int) -> None:
 # -- the proxy --------------------------------------------------------------------------------
 
 async def run_proxy(upstream: str, dsn: str, data_dir: str, extra: dict[str, str]) -> None:
+    """The proxy as ``nexus proxy`` runs it (``run_servers``), only the settings come from here."""
     from nexus.config import load_settings
-    from proxy.server import ProxyService
+    from proxy.server import run_servers
 
     env = {
         "DATABASE_URL": dsn, "NEXUS_DATA_DIR": data_dir, "PROXY_PORT": "0", "DASHBOARD_PORT": "0",
@@ -111,14 +112,11 @@ async def run_proxy(upstream: str, dsn: str, data_dir: str, extra: dict[str, str
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    service = ProxyService(load_settings(env))
-    info = await service.start()
-    _announce({"proxy_url": info["proxy_url"], "dashboard_url": info["dashboard_url"],
-               "dashboard_key": info["dashboard_key"]})
-    try:
-        await _wait_for_signal()
-    finally:
-        await service.stop()
+    def ready(info: dict[str, Any]) -> None:
+        _announce({"proxy_url": info["proxy_url"], "dashboard_url": info["dashboard_url"],
+                   "dashboard_key": info["dashboard_key"]})
+
+    await run_servers(load_settings(env), ready=ready)  # until SIGTERM
 
 
 def main(argv: list[str] | None = None) -> None:
