@@ -26,7 +26,9 @@ from bench.common import (
     children,
     create_database,
     median,
+    paused,
     pct,
+    settle,
     spawn,
     start_mock,
     start_proxy,
@@ -64,6 +66,7 @@ class ProxyBench:
         self.figures: list[Figure] = []
         self.extra: dict[str, Any] = {}
         self.bare: dict[str, tuple[str, int]] = {}
+        self.peers: dict[str, int] = {}
         self.mock_pid = 0
 
     async def run(self) -> list[Figure]:
@@ -94,12 +97,18 @@ class ProxyBench:
                 bare[f"bare-{kind}"] = (child.info["proxy_url"], child.pid)
             for url, _ in (targets | bare).values():
                 wrk(url, 8, 1)  # warm-up: connections, caches, allocator
+            waited = settle([pid for _, pid in (targets | bare).values()])
+            self.log(f"  settled after {waited:.1f} s")
+            self.extra["settle_s"] = round(waited, 1)
+            # LiteLLM and the references sleep (SIGSTOP) while another target is measured.
+            self.peers = {name: pid for name, (_, pid) in (targets | bare).items() if name not in ("direct", "proxy")}
             self.bare = bare
             self.mock_pid = mock.pid
             self._latency(targets | bare, 1, "1", seq=True)
             self._latency(targets | bare, 32, "2")
             self._throughput(targets | bare, 64)
             if lite is not None:
+                self.peers.pop("litellm", None)
                 lite.stop()
                 kids.remove(lite)
             self._streaming(mock, proxy, dsn)
@@ -117,9 +126,10 @@ class ProxyBench:
         res: dict[str, list[dict[str, Any]]] = {k: [] for k in targets}
         for _ in range(self.rounds):
             for name, (url, pid) in targets.items():
-                c0 = _cpu(pid)
-                r = wrk(url, conc, self.secs)
-                r["cpu_us"] = (_cpu(pid) - c0) / max(1, r["requests"]) * 1e6
+                with paused([p for n, p in self.peers.items() if n != name]):
+                    c0 = _cpu(pid)
+                    r = wrk(url, conc, self.secs)
+                    r["cpu_us"] = (_cpu(pid) - c0) / max(1, r["requests"]) * 1e6
                 res[name].append(r)
         d50 = [r["p50_us"] / 1000 for r in res["direct"]]
         d99 = [r["p99_us"] / 1000 for r in res["direct"]]
@@ -140,7 +150,10 @@ class ProxyBench:
         label = "1 client sequential" if seq else f"{conc} concurrent clients"
         self.figures.append(Figure(fig, f"added latency p50, non-streaming, {label}", f"≤ {t50} ms",
                                    _f(add50), base, f"{(median(d50) + add50) / median(d50):.1f}× direct",
-                                   add50 <= t50, [f"proxy CPU {cpu:.0f} µs/request", *bare_notes]))
+                                   add50 <= t50, [f"proxy CPU {cpu:.0f} µs/request", *bare_notes,
+                                                  *([f"servers idle {self.extra['settle_s']} s after start; LiteLLM "
+                                                     "and the references paused (SIGSTOP) while others are measured"]
+                                                    if seq and "settle_s" in self.extra else [])]))
         self.figures.append(Figure(fig, f"added latency p99, {label}", f"≤ {t99} ms", _f(add99),
                                    f"direct p99 {median(d99):.2f} ms", "—", add99 <= t99))
         if lite50 is not None:
@@ -158,12 +171,13 @@ class ProxyBench:
         cpu: dict[str, dict[str, list[float]]] = {k: {"server": [], "mock": [], "wrk": []} for k in targets}
         for _ in range(self.rounds):
             for name, (url, pid) in targets.items():
-                c0, m0, w0 = _cpu(pid), _cpu(self.mock_pid), _children_cpu()
-                r = wrk(url, conc, self.secs)
-                n = max(1, r["requests"]) / 1e6
-                cpu[name]["server"].append((_cpu(pid) - c0) / n)
-                cpu[name]["mock"].append((_cpu(self.mock_pid) - m0) / n)
-                cpu[name]["wrk"].append((_children_cpu() - w0) / n)
+                with paused([p for n, p in self.peers.items() if n != name]):
+                    c0, m0, w0 = _cpu(pid), _cpu(self.mock_pid), _children_cpu()
+                    r = wrk(url, conc, self.secs)
+                    n = max(1, r["requests"]) / 1e6
+                    cpu[name]["server"].append((_cpu(pid) - c0) / n)
+                    cpu[name]["mock"].append((_cpu(self.mock_pid) - m0) / n)
+                    cpu[name]["wrk"].append((_children_cpu() - w0) / n)
                 res[name].append(r["rps"] if not r["errors_status"] else r["rps"] * 0)
         ratios = [p / d for p, d in zip(res["proxy"], res["direct"], strict=True)]
         for k in [k for k in res if k.startswith("bare-")]:
@@ -205,10 +219,12 @@ class ProxyBench:
         d_first, p_first = [], []
         b_first: dict[str, list[float]] = {k: [] for k in self.bare}
         for _ in range(self.rounds):
-            d_first.append(median(_loadgen("ttft", mock.info["url"], "--n", n)["ttft_ms"]))
-            p_first.append(median(_loadgen("ttft", proxy.info["proxy_url"], "--n", n)["ttft_ms"]))
+            with paused(list(self.peers.values())):
+                d_first.append(median(_loadgen("ttft", mock.info["url"], "--n", n)["ttft_ms"]))
+                p_first.append(median(_loadgen("ttft", proxy.info["proxy_url"], "--n", n)["ttft_ms"]))
             for k, (url, _) in self.bare.items():
-                b_first[k].append(median(_loadgen("ttft", url, "--n", n)["ttft_ms"]))
+                with paused([p for name, p in self.peers.items() if name != k]):
+                    b_first[k].append(median(_loadgen("ttft", url, "--n", n)["ttft_ms"]))
         over = median([p - d for p, d in zip(p_first, d_first, strict=True)])
         bare_notes = [f"{k} (no recording): +{median([b - d for b, d in zip(v, d_first, strict=True)]):.2f} ms"
                       for k, v in b_first.items()]
