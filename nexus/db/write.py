@@ -82,7 +82,8 @@ async def rollup(records: Sequence[Record]) -> dict[RollupKey, RollupCounters]:
 
 
 def _rollup_into(out: dict[RollupKey, RollupCounters], minutes: dict[int, datetime],
-                 records: Sequence[Record]) -> dict[RollupKey, RollupCounters]:
+                 records: Sequence[Record]) -> None:
+    """Add ``records`` to ``out`` (``minutes`` caches the minute datetimes already made)."""
     for r in records:
         epoch_min = int(r.created_at.timestamp() // 60)
         minute = minutes.get(epoch_min)
@@ -105,7 +106,6 @@ def _rollup_into(out: dict[RollupKey, RollupCounters], minutes: dict[int, dateti
             agg.cost += r.cost_usd
         agg.latency_sum += r.response_time_ms
         agg.hist[bucket_index(r.response_time_ms)] += 1
-    return out
 
 
 _ROLLUP_UPSERT = """
