@@ -150,6 +150,37 @@ async def open_streams(url: str, streams: int, events: int, delay_ms: float) -> 
             "seconds": time.perf_counter() - t0}
 
 
+async def _subscribe(s: aiohttp.ClientSession, dash: str, key: str, i: int, parse: bool, ready: asyncio.Event,
+                     counts: list[int], delivery: list[float], ended: list[bool]) -> None:
+    """One /api/sse subscriber: counts ``request`` events; if ``parse``, times each one.
+
+    Delivery = arrival − (event time + its latencyMs): from the moment the exchange finished (or,
+    for ``notify``'s synthetic events with latency 0, from the NOTIFY). ``ended`` marks a stream
+    the server closed (a subscriber cut off for being slow), not one cancelled at the end.
+    """
+    async with s.get(dash + "/api/sse", headers={"Authorization": f"Bearer {key}"}) as r:
+        assert r.status == 200, r.status
+        buf = b""
+        async for chunk in r.content.iter_any():
+            ready.set()
+            now = time.time()
+            buf += chunk
+            cut = buf.rfind(b"\n\n")
+            if cut < 0:
+                continue
+            complete, buf = buf[:cut], buf[cut + 2:]
+            counts[i] += complete.count(b"event: request\n")
+            if parse:
+                for ev in complete.split(b"\n\n"):
+                    k = ev.find(b"\ndata: ")
+                    if k < 0 or b"event: request" not in ev:
+                        continue
+                    d = orjson.loads(ev[k + 7:])
+                    delivery.append((now - datetime.fromisoformat(d["time"]).timestamp()) * 1000
+                                    - d.get("latencyMs", 0))
+    ended[i] = True
+
+
 async def fanout(dash: str, key: str, proxy: str, subs: int, rate: float, seconds: float,
                  parsers: int) -> dict[str, Any]:
     """``subs`` SSE subscribers on /api/sse while requests flow at ``rate``/s through the proxy.
@@ -160,30 +191,6 @@ async def fanout(dash: str, key: str, proxy: str, subs: int, rate: float, second
     delivery: list[float] = []
     counts = [0] * subs
     ended = [False] * subs
-    stop = asyncio.Event()
-
-    async def subscriber(i: int, s: aiohttp.ClientSession, ready: asyncio.Event) -> None:
-        async with s.get(dash + "/api/sse", headers={"Authorization": f"Bearer {key}"}) as r:
-            assert r.status == 200, r.status
-            buf = b""
-            async for chunk in r.content.iter_any():
-                ready.set()
-                now = time.time()
-                buf += chunk
-                n = buf.count(b"event: request\n")
-                counts[i] += n
-                if i < parsers:
-                    for ev in buf.split(b"\n\n")[:-1]:
-                        k = ev.find(b"\ndata: ")
-                        if b"event: request" not in ev or k < 0:
-                            continue
-                        d = orjson.loads(ev[k + 7:])
-                        t_end = datetime.fromisoformat(d["time"]).timestamp() + d["latencyMs"] / 1000
-                        delivery.append((now - t_end) * 1000)
-                buf = buf[buf.rfind(b"\n\n") + 2:] if b"\n\n" in buf else buf
-                if stop.is_set():
-                    break
-        ended[i] = True
 
     sent = 0
     failed = 0
@@ -211,13 +218,13 @@ async def fanout(dash: str, key: str, proxy: str, subs: int, rate: float, second
 
     async with _session() as ss, _session() as ps:
         readies = [asyncio.Event() for _ in range(subs)]
-        tasks = [asyncio.create_task(subscriber(i, ss, readies[i])) for i in range(subs)]
+        tasks = [asyncio.create_task(_subscribe(ss, dash, key, i, i < parsers, readies[i], counts, delivery, ended))
+                 for i in range(subs)]
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in readies)), 30)
         t0 = time.perf_counter()
         await driver(ps)
         elapsed = time.perf_counter() - t0
         await asyncio.sleep(1.0)  # let the tail arrive
-        stop.set()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -260,33 +267,10 @@ async def subscribers(dash: str, key: str, subs: int, seconds: float, parsers: i
     counts = [0] * subs
     ended = [False] * subs
 
-    async def subscriber(i: int, s: aiohttp.ClientSession, ready: asyncio.Event) -> None:
-        async with s.get(dash + "/api/sse", headers={"Authorization": f"Bearer {key}"}) as r:
-            assert r.status == 200, r.status
-            buf = b""
-            async for chunk in r.content.iter_any():
-                ready.set()
-                now = time.time()
-                buf += chunk
-                counts[i] += buf.count(b"event: request\n")
-                cut = buf.rfind(b"\n\n")
-                if cut < 0:
-                    counts[i] -= buf.count(b"event: request\n")
-                    continue
-                if i < parsers:
-                    for ev in buf[:cut].split(b"\n\n"):
-                        k = ev.find(b"\ndata: ")
-                        if k < 0 or b"event: request" not in ev:
-                            continue
-                        d = orjson.loads(ev[k + 7:])
-                        delivery.append((now - datetime.fromisoformat(d["time"]).timestamp()) * 1000
-                                        - d.get("latencyMs", 0))
-                buf = buf[cut + 2:]
-        ended[i] = True
-
     async with _session() as ss:
         readies = [asyncio.Event() for _ in range(subs)]
-        tasks = [asyncio.create_task(subscriber(i, ss, readies[i])) for i in range(subs)]
+        tasks = [asyncio.create_task(_subscribe(ss, dash, key, i, i < parsers, readies[i], counts, delivery, ended))
+                 for i in range(subs)]
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in readies)), 30)
         sys.stdout.write('{"ready": true}\n')
         sys.stdout.flush()
