@@ -53,6 +53,15 @@ def _tree(pid: int) -> list[psutil.Process]:
     return [proc, *proc.children(recursive=True)]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (LiteLLM may run workers)."""
+    total = 0.0
+    for proc in _tree(pid):
+        t = proc.cpu_times()
+        total += t.user + t.system
+    return total
+
+
 def settle(pids: Sequence[int], idle_pct: float = 5.0, window_s: float = 0.5, timeout_s: float = 90.0) -> float:
     """Wait until every process tree in ``pids`` uses < ``idle_pct`` % of a core for two windows.
 
@@ -63,9 +72,9 @@ def settle(pids: Sequence[int], idle_pct: float = 5.0, window_s: float = 0.5, ti
     t0 = time.monotonic()
     calm = 0
     while time.monotonic() - t0 < timeout_s and calm < 2:
-        before = [sum(p.cpu_times().user + p.cpu_times().system for p in _tree(pid)) for pid in pids]
+        before = [cpu_seconds(pid) for pid in pids]
         time.sleep(window_s)
-        after = [sum(p.cpu_times().user + p.cpu_times().system for p in _tree(pid)) for pid in pids]
+        after = [cpu_seconds(pid) for pid in pids]
         busiest = max((a - b) / window_s * 100 for a, b in zip(after, before, strict=True))
         calm = calm + 1 if busiest < idle_pct else 0
     return time.monotonic() - t0

@@ -15,8 +15,6 @@ import subprocess
 import time
 from typing import Any
 
-import psutil
-
 from bench import litellm_setup
 from bench.common import DATA_DIR as D
 from bench.common import (
@@ -24,6 +22,7 @@ from bench.common import (
     Child,
     Figure,
     children,
+    cpu_seconds,
     create_database,
     median,
     paused,
@@ -34,11 +33,6 @@ from bench.common import (
     start_proxy,
     wrk,
 )
-
-
-def _cpu(pid: int) -> float:
-    t = psutil.Process(pid).cpu_times()
-    return t.user + t.system
 
 
 def _children_cpu() -> float:
@@ -120,16 +114,20 @@ class ProxyBench:
             self._memory(fresh)
         return self.figures
 
+    def _peers_except(self, name: str) -> list[int]:
+        """The peers (LiteLLM, references) to keep SIGSTOPped while ``name`` is measured."""
+        return [pid for peer, pid in self.peers.items() if peer != name]
+
     # -- 1, 2: added latency ---------------------------------------------------------------
 
     def _latency(self, targets: dict[str, tuple[str, int]], conc: int, fig: str, seq: bool = False) -> None:
         res: dict[str, list[dict[str, Any]]] = {k: [] for k in targets}
         for _ in range(self.rounds):
             for name, (url, pid) in targets.items():
-                with paused([p for n, p in self.peers.items() if n != name]):
-                    c0 = _cpu(pid)
+                with paused(self._peers_except(name)):
+                    c0 = cpu_seconds(pid)
                     r = wrk(url, conc, self.secs)
-                    r["cpu_us"] = (_cpu(pid) - c0) / max(1, r["requests"]) * 1e6
+                    r["cpu_us"] = (cpu_seconds(pid) - c0) / max(1, r["requests"]) * 1e6
                 res[name].append(r)
         d50 = [r["p50_us"] / 1000 for r in res["direct"]]
         d99 = [r["p99_us"] / 1000 for r in res["direct"]]
@@ -171,12 +169,12 @@ class ProxyBench:
         cpu: dict[str, dict[str, list[float]]] = {k: {"server": [], "mock": [], "wrk": []} for k in targets}
         for _ in range(self.rounds):
             for name, (url, pid) in targets.items():
-                with paused([p for n, p in self.peers.items() if n != name]):
-                    c0, m0, w0 = _cpu(pid), _cpu(self.mock_pid), _children_cpu()
+                with paused(self._peers_except(name)):
+                    c0, m0, w0 = cpu_seconds(pid), cpu_seconds(self.mock_pid), _children_cpu()
                     r = wrk(url, conc, self.secs)
                     n = max(1, r["requests"]) / 1e6
-                    cpu[name]["server"].append((_cpu(pid) - c0) / n)
-                    cpu[name]["mock"].append((_cpu(self.mock_pid) - m0) / n)
+                    cpu[name]["server"].append((cpu_seconds(pid) - c0) / n)
+                    cpu[name]["mock"].append((cpu_seconds(self.mock_pid) - m0) / n)
                     cpu[name]["wrk"].append((_children_cpu() - w0) / n)
                 res[name].append(r["rps"] if not r["errors_status"] else r["rps"] * 0)
         ratios = [p / d for p, d in zip(res["proxy"], res["direct"], strict=True)]
@@ -223,7 +221,7 @@ class ProxyBench:
                 d_first.append(median(_loadgen("ttft", mock.info["url"], "--n", n)["ttft_ms"]))
                 p_first.append(median(_loadgen("ttft", proxy.info["proxy_url"], "--n", n)["ttft_ms"]))
             for k, (url, _) in self.bare.items():
-                with paused([p for name, p in self.peers.items() if name != k]):
+                with paused(self._peers_except(k)):
                     b_first[k].append(median(_loadgen("ttft", url, "--n", n)["ttft_ms"]))
         over = median([p - d for p, d in zip(p_first, d_first, strict=True)])
         bare_notes = [f"{k} (no recording): +{median([b - d for b, d in zip(v, d_first, strict=True)]):.2f} ms"
