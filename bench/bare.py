@@ -1,6 +1,6 @@
 """Reference forwarders without recording, to see what the frameworks themselves cost.
 
-``python -m bench.bare quart UPSTREAM``  Quart route + aiohttp relay (DESIGN.md's measured setup)
+``python -m bench.bare quart UPSTREAM``  Quart route + aiohttp relay (the setup measured in bench/RESULTS.md)
 ``python -m bench.bare asgi UPSTREAM``   a raw ASGI callable under Hypercorn + aiohttp relay
 ``python -m bench.bare aiohttp UPSTREAM`` aiohttp.web server + aiohttp relay (no Hypercorn at all)
 

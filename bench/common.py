@@ -158,7 +158,7 @@ def postgres() -> Any:
     """The benchmark's own embedded PostgreSQL under bench/.data/pg (kept between runs)."""
     global _PG
     if _PG is None:
-        from nexus.embedded_pg import EmbeddedPostgres
+        from nexus.store.embedded import EmbeddedPostgres
 
         _PG = EmbeddedPostgres(DATA_DIR / "pg")
         _PG.start()
@@ -182,7 +182,7 @@ async def create_database(name: str, fresh: bool) -> str:
     """Create database ``name`` (dropping it first if ``fresh``), migrated; return its DSN."""
     import asyncpg
 
-    from nexus.db.migrate import migrate
+    from nexus.store.migrate import migrate
 
     admin = await asyncpg.connect(dsn("postgres"))
     try:

@@ -15,9 +15,9 @@ import asyncpg
 
 from bench import fill
 from bench.common import DATA_DIR, Figure, create_database, median, pct, start_mock, start_proxy
-from nexus.db.pool import create_pool
-from nexus.db.write import _COLS, PartitionCache, _row, insert_records, rollup
-from nexus.records import Record
+from nexus.core.records import Record
+from nexus.store.pool import create_pool
+from nexus.store.write import _COLS, PartitionCache, _row, insert_records, rollup
 
 
 def make_records(n: int, seed: int = 7) -> list[Record]:
@@ -44,7 +44,7 @@ async def insert_executemany(conn: asyncpg.Connection, records: list[Record]) ->
     (It cannot tell which rows were new, so a replay would double-count rollups: one more reason
     the writer uses COPY + INSERT … RETURNING.)
     """
-    from nexus.db.write import _ROLLUP_UPSERT
+    from nexus.store.write import _ROLLUP_UPSERT
 
     async with conn.transaction():
         await conn.executemany(_EXECUTEMANY, [_row(r) for r in records])
@@ -99,10 +99,10 @@ class DbBench:
         same process offers records at a steady rate while the writer runs; the queue's maximum
         depth is reported. Both in one process, like the proxy (submit() is the request's cost).
         """
-        from nexus.config import load_settings
-        from proxy.context import Runtime
-        from proxy.journal import Journal
-        from proxy.recorder import Recorder
+        from nexus.core.settings import load_settings
+        from proxy.recorder.journal import Journal
+        from proxy.recorder.recorder import Recorder
+        from proxy.runtime import Runtime
 
         journal_dir = DATA_DIR / "write-data"
         journal_dir.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ The rows span ``[now - 7 days, now + 3 days)`` evenly (a 10 M table holds ~1 M r
 cached database stays valid for the "last 24 h" and "current 5 h window" queries for 3 days; it
 is rebuilt when older. The rollups (``api_requests_minute``) are made with one
 ``INSERT … SELECT … GROUP BY`` over the raw rows — the same aggregates the writer maintains
-batch by batch (``nexus.db.write.rollup``), so the dashboard reads what it would in production.
+batch by batch (``nexus.store.write.rollup``), so the dashboard reads what it would in production.
 
     python -m bench.fill 10000000        # into database bench_stats_10m of bench/.data/pg
 """
@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from nexus.db.partitions import ensure_partitions
-from nexus.db.write import RECORD_COLUMNS
-from nexus.latency import HIST_LEN, LATENCY_BUCKETS_MS
+from nexus.core.latency import HIST_LEN, LATENCY_BUCKETS_MS
+from nexus.store.partitions import ensure_partitions
+from nexus.store.write import RECORD_COLUMNS
 
 SPAN_BEFORE = timedelta(days=7)
 SPAN_AFTER = timedelta(days=3)

@@ -1,6 +1,6 @@
 """Server processes of the benchmark, one per OS process (the machine has 2 cores).
 
-``python -m bench.servers mock``            the Messages API mock (proxy.mock_upstream)
+``python -m bench.servers mock``            the Messages API mock (nexus.sim.mock)
 ``python -m bench.servers stamp``           an SSE upstream that stamps each event with its send time
 ``python -m bench.servers proxy UPSTREAM``  the real proxy (ProxyService: recording ON, dashboard API)
 
@@ -35,7 +35,7 @@ async def _wait_for_signal() -> None:
 
 
 async def run_mock(port: int) -> None:
-    from proxy.mock_upstream import MockConfig, MockUpstream
+    from nexus.sim.mock import MockConfig, MockUpstream
 
     mock = MockUpstream(MockConfig(require_auth=True), port=port)
     await mock.start()
@@ -101,8 +101,8 @@ async def run_stamp(port: int) -> None:
 
 async def run_proxy(upstream: str, dsn: str, data_dir: str, extra: dict[str, str]) -> None:
     """The proxy as ``nexus proxy`` runs it (``run_servers``), only the settings come from here."""
-    from nexus.config import load_settings
-    from proxy.server import run_servers
+    from nexus.core.settings import load_settings
+    from proxy.service import run_servers
 
     env = {
         "DATABASE_URL": dsn, "NEXUS_DATA_DIR": data_dir, "PROXY_PORT": "0", "DASHBOARD_PORT": "0",

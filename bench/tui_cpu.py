@@ -40,8 +40,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nexus.config import load_settings  # noqa: E402
-from nexus.records import Record  # noqa: E402
+from nexus.core.records import Record  # noqa: E402
+from nexus.core.settings import load_settings  # noqa: E402
 
 KEY = "bench-tui-key-0123456789"
 DOMAINS = ["team-alpha.example.com", "team-beta.example.com", "ci.example.com", "research.example.com"]
@@ -129,7 +129,7 @@ async def feed(recorder: Any, rate: float, stop: asyncio.Event, counter: list[in
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from proxy.server import ProxyService
+    from proxy.service import ProxyService
 
     tmp = Path(tempfile.mkdtemp(prefix="nexus-bench-tui-"))
     env = {"NEXUS_DATA_DIR": str(tmp), "PROXY_PORT": "0", "DASHBOARD_PORT": "0", "DASHBOARD_API_KEY": KEY,

@@ -25,9 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nexus.demo import start_demo_servers  # noqa: E402
+from nexus.cli.demo import start_demo_servers  # noqa: E402
+from tui.api.query import Query  # noqa: E402
 from tui.app import NexusApp  # noqa: E402
-from tui.client import Query  # noqa: E402
 from tui.screens.request import RequestScreen  # noqa: E402
 
 

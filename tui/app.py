@@ -9,11 +9,7 @@ UI's event loop; nothing here ever awaits the network on the UI's behalf outside
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import select
-import signal
-import sys
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -27,18 +23,11 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from tui.client import (
-    DEFAULT_URL,
-    Alert,
-    ApiAuthError,
-    ApiError,
-    ApiUnreachable,
-    DashboardClient,
-    EventStream,
-    Query,
-    StreamState,
-    next_range,
-)
+from tui.api.client import DEFAULT_URL, DashboardClient
+from tui.api.errors import ApiError
+from tui.api.models import Alert
+from tui.api.query import Query, next_range
+from tui.api.stream import EventStream, StreamState
 from tui.panels import Panel
 from tui.panels.costs import CostsPanel
 from tui.panels.errors import ErrorsPanel
@@ -46,24 +35,14 @@ from tui.panels.header import AlertBanner, StatsStrip, StatusBar, status_text
 from tui.panels.latency import LatencyChart
 from tui.panels.log import RequestLog
 from tui.panels.rate import RateChart
-from tui.panels.vlist import VirtualTable
 from tui.panels.windows import TokenWindowsPanel
+from tui.poller import Poller
 from tui.screens.alerts import AlertsScreen
 from tui.screens.filter import FilterScreen
 from tui.screens.help import HelpScreen
 from tui.screens.request import RequestScreen
-
-# source -> seconds between fetches. Cheap, fast-moving numbers often; costs rarely.
-SOURCE_INTERVALS: dict[str, float] = {
-    "stats": 4.0,
-    "errors": 6.0,
-    "timeseries": 10.0,
-    "windows": 10.0,
-    "alerts": 15.0,
-    "costs": 10.0,  # the header shows cost from stats: a stale panel beside it looks wrong
-    "info": 60.0,
-}
-ALWAYS = ("info", "alerts")  # the header and the banner are always on screen
+from tui.system import release_freed_memory, watch_terminal
+from tui.widgets.vlist import VirtualTable
 
 
 class NexusApp(App[int]):
@@ -109,13 +88,12 @@ class NexusApp(App[int]):
         self.client: DashboardClient | None = None
         self.stream: EventStream | None = None
         self.data: dict[str, Any] = {"query": self.q}
-        self.fetched_at: dict[str, float] = {}
+        self.poller = Poller()
         self.alerts: dict[str, Alert] = {}
         self.paused = False
         self.api_down = False
         self.api_message = "connecting…"
         self.auth_error: str | None = None
-        self.poll_failures = 0
         self.next_poll_at: float | None = None
         self.polls = 0
         self.last_export: list[Path] = []
@@ -161,7 +139,7 @@ class NexusApp(App[int]):
         self.call_after_refresh(self._start_poll, True)
         self.w_log.focus()
         if self.watch_terminal and not self.is_headless:
-            self._install_terminal_watch()
+            watch_terminal(self)
         self.set_interval(60.0, release_freed_memory, name="malloc-trim")
         if self.exit_after is not None:
             self.set_timer(self.exit_after, lambda: self.exit(0), name="exit-after")
@@ -197,44 +175,16 @@ class NexusApp(App[int]):
         self.run_worker(self._poll(force), group="poll", exit_on_error=False)
 
     def _due_sources(self, force: bool) -> list[str]:
-        wanted: set[str] = set(ALWAYS)
-        for panel in self.panels:
-            if panel.panel_visible():
-                wanted.update(panel.SOURCES)
-        now = time.monotonic()
-        return [s for s in SOURCE_INTERVALS if s in wanted and (
-            force or now - self.fetched_at.get(s, -1e9) >= SOURCE_INTERVALS[s] * 0.95)]
-
-    async def _fetch(self, source: str, q: Query) -> Any:
-        c = self.client
-        assert c is not None
-        if source == "stats":
-            return await c.stats(q)
-        if source == "timeseries":
-            return await c.timeseries(q)
-        if source == "windows":
-            return await c.token_windows(q)
-        if source == "errors":
-            return await c.errors(q)
-        if source == "costs":
-            return await c.costs(q)
-        if source == "info":
-            return await c.info()
-        if source == "alerts":
-            try:
-                return await c.alerts()
-            except ApiError as exc:
-                if exc.status == 404:  # no alerts blueprint on this server: not an outage
-                    return []
-                raise
-        raise KeyError(source)
+        wanted = {src for panel in self.panels if panel.panel_visible() for src in panel.SOURCES}
+        return self.poller.due(wanted, force, time.monotonic())
 
     async def _poll(self, force: bool) -> None:
         ok = True
         try:
             q = self.q
             sources = self._due_sources(force)
-            results = await asyncio.gather(*(self._fetch(s, q) for s in sources), return_exceptions=True)
+            assert self.client is not None
+            results = await self.poller.fetch(self.client, q, sources)
             if q != self.q:  # the user changed range/filter meanwhile: these answers are stale
                 self._force_next = True
             else:
@@ -253,42 +203,23 @@ class NexusApp(App[int]):
                 self._arm_poll(ok)
 
     def _arm_poll(self, ok: bool) -> None:
-        if ok:
-            self.poll_failures = 0
-            delay = self.poll_interval
-        else:
-            self.poll_failures += 1
-            delay = min(15.0, 0.5 * 2 ** min(self.poll_failures, 5))
+        delay = self.poller.next_delay(ok, self.poll_interval)
         self.next_poll_at = time.monotonic() + delay
         self._poll_timer = self.set_timer(delay, lambda: self._start_poll(force=not ok), name="poll")
 
     def _absorb(self, sources: list[str], results: list[Any]) -> None:
         now = time.monotonic()
-        down: str | None = None
-        auth: str | None = None
-        for source, result in zip(sources, results, strict=True):
-            if isinstance(result, ApiAuthError):
-                auth = str(result)
-            elif isinstance(result, ApiUnreachable):
-                down = str(result)
-            elif isinstance(result, ApiError):
-                if result.status == 503:
-                    down = "database unavailable (503)"
-                else:
-                    self.log.warning(f"{source}: {result}")
-                self.fetched_at[source] = now  # don't hammer a route that answers 4xx
-            elif isinstance(result, BaseException):
-                self.log.error(f"{source}: {result!r}")
-            else:
-                self.data[source] = result
-                self.fetched_at[source] = now
-                if source == "info":
-                    self._info_at = now
-                elif source == "alerts":
-                    for a in result:
-                        self.alerts[a.id] = a
-                    while len(self.alerts) > 200:  # bounded, like everything long-lived here
-                        self.alerts.pop(next(iter(self.alerts)))
+        outcome = self.poller.sort(sources, results, now)
+        for warning in outcome.warnings:
+            self.log.warning(warning)
+        self.data.update(outcome.data)
+        if "info" in outcome.data:
+            self._info_at = now
+        for a in outcome.data.get("alerts", []):
+            self.alerts[a.id] = a
+        while len(self.alerts) > 200:  # bounded, like everything long-lived here
+            self.alerts.pop(next(iter(self.alerts)))
+        auth, down = outcome.auth, outcome.down
         self.auth_error = auth
         self.api_down = down is not None
         self.api_message = down or "ok"
@@ -390,7 +321,7 @@ class NexusApp(App[int]):
         filters_changed = (q.domain, q.account, q.model) != (self.q.domain, self.q.account, self.q.model)
         self.q = q
         self.data = {"query": q, "info": self.data.get("info"), "alerts": self.data.get("alerts")}
-        self.fetched_at.clear()
+        self.poller.fetched_at.clear()
         errors = self.w_errors
         errors.reset()
         if filters_changed:
@@ -501,113 +432,3 @@ class NexusApp(App[int]):
                 self.push_screen(RequestScreen(self.client, rid))
                 return
         self.notify("no request selected", severity="warning")
-
-    # ------------------------------------------------------------------ terminal loss
-
-    def _install_terminal_watch(self) -> None:
-        """Exit when the terminal goes away, so an SSH drop never leaves a process spinning."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGHUP, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, self._terminal_gone)
-        self.set_interval(2.0, self._check_terminal, name="terminal-watch")
-
-    def _check_terminal(self) -> None:
-        if terminal_gone():
-            self._terminal_gone()
-
-    def _terminal_gone(self) -> None:
-        self.exit(0)
-
-
-def _load_malloc_trim() -> Callable[[int], int] | None:
-    try:
-        import ctypes
-
-        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError):
-        return None
-
-
-_MALLOC_TRIM = _load_malloc_trim() if sys.platform.startswith("linux") else None
-
-
-def release_freed_memory() -> None:
-    """Hand freed heap pages back to the OS (glibc only; a no-op elsewhere).
-
-    A monitor left open for days churns through millions of short-lived strings. Measured at
-    200 events/s: the Python heap stays flat (tracemalloc, gc counts) while RSS creeps ~0.5 MB/min,
-    i.e. pages glibc keeps after they were freed; trimming once a minute costs a few ms.
-    """
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
-def terminal_gone(fd: int | None = None) -> bool:
-    """True when our controlling terminal hung up (or stdin hit EOF / was closed)."""
-    if fd is None:
-        try:
-            fd = sys.__stdin__.fileno() if sys.__stdin__ else 0
-        except (ValueError, OSError):
-            return True
-    try:
-        p = select.poll()
-        p.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR | select.POLLNVAL)
-        for _, ev in p.poll(0):
-            if ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
-                return True
-    except (OSError, ValueError):
-        return True
-    return False
-
-
-# ---------------------------------------------------------------------- command line
-
-
-def resolve_target(args: Any, settings: Any) -> tuple[str, str]:
-    """The URL and key to use, or a one-line CommandError saying what is missing."""
-    from nexus.cli import CommandError
-    from tui.client import find_key
-
-    url = getattr(args, "url", None) or f"http://127.0.0.1:{settings.dashboard_port}"
-    key = find_key(settings.data_dir, getattr(args, "key", None), settings.dashboard_api_key)
-    if not key:
-        raise CommandError(f"no dashboard key: pass --key, set DASHBOARD_API_KEY, or run on the proxy's "
-                           f"machine (looked in {settings.data_dir / 'dashboard.key'})")
-    return url.rstrip("/"), key
-
-
-async def preflight(url: str, key: str) -> str | None:
-    """Check the key before drawing anything; an unreachable API is fine (the TUI retries)."""
-    async with DashboardClient(url, key, timeout=3.0) as c:
-        try:
-            await c.info()
-        except ApiAuthError as exc:
-            return str(exc)
-        except ApiError:
-            return None
-    return None
-
-
-def cli_main(args: Any, settings: Any) -> int:
-    from nexus.cli import CommandError
-
-    url, key = resolve_target(args, settings)
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise CommandError("nexus tui needs a terminal (use 'nexus export' for scripts)")
-    problem = asyncio.run(preflight(url, key))
-    if problem:
-        raise CommandError(problem)
-    app = NexusApp(url, key)
-    app.run()
-    return 0
-
-
-def run_attached(url: str, key: str, duration: float | None = None) -> int:
-    """Used by ``nexus demo``: the same app, already-known URL and key."""
-    app = NexusApp(url, key, exit_after=duration)
-    app.run()
-    return int(app.return_code or 0)
-
-
-__all__ = ["NexusApp", "cli_main", "run_attached", "terminal_gone"]

@@ -3,9 +3,9 @@
 - ``json``: stats, token windows, costs and recent errors for a time range, exactly as the API
   returned them (raw JSON, so nothing is lost in our parsing), plus the range and the time taken.
 - ``csv``: every request of the range, paging through ``/api/requests`` with its cursor.
-- ``svg``: the TUI itself rendered headlessly (``App.run_test``) against the live API.
+- ``svg``: the TUI itself rendered headlessly (``tui.cli.render_svg``) against the live API.
 
-Textual is imported only for ``svg``, so JSON/CSV exports start fast and work without a UI stack.
+No Textual here, so JSON/CSV exports start fast and work without a UI stack.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tui.client import TIME_RANGES, ApiAuthError, ApiError, ApiUnreachable, DashboardClient, Query
+from tui.api.client import DashboardClient
+from tui.api.query import Query
 
 CSV_COLUMNS = [
     "id", "time", "requestId", "domain", "accountId", "method", "path", "model", "stream", "status",
@@ -89,68 +90,6 @@ async def write_csv(client: DashboardClient, q: Query, path: Path, page: int = 5
                 return count
 
 
-async def render_svg(url: str, key: str, q: Query, path: Path, size: tuple[int, int] = (120, 40),
-                     settle: float = 1.5) -> Path:
-    """The TUI rendered off-screen against the live API, after its first poll and a stream tick."""
-    from tui.app import NexusApp
-
-    app = NexusApp(url, key, query=q, watch_terminal=False)
-    async with app.run_test(size=size) as pilot:
-        deadline = asyncio.get_running_loop().time() + 10
-        while app.polls == 0 and asyncio.get_running_loop().time() < deadline:
-            await pilot.pause(0.05)
-        await pilot.pause(settle)
-        await pilot.pause()
-        if app.auth_error:
-            raise ApiAuthError(app.auth_error)
-        if app.api_down:
-            raise ApiUnreachable(app.api_message)
-        _write_text(path, app.export_screenshot(title="Claude Nexus Monitor"))
-    return path
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.write_text(text)
-
-
 def default_path(fmt: str, now: datetime | None = None) -> Path:
     stamp = (now or datetime.now(UTC)).astimezone().strftime("%Y%m%d-%H%M%S")
     return Path(f"nexus-snapshot-{stamp}.{fmt}")
-
-
-async def run_export(url: str, key: str, fmt: str, out: Path, q: Query) -> str:
-    if fmt == "svg":
-        await render_svg(url, key, q, out)
-        return f"wrote {out} (TUI screenshot, range {q.time_range})"
-    async with DashboardClient(url, key, timeout=15.0) as client:
-        if fmt == "json":
-            write_json(out, await snapshot_json(client, q))
-            return f"wrote {out} (JSON snapshot, range {q.time_range})"
-        n = await write_csv(client, q, out)
-        return f"wrote {out} ({n} requests, range {q.time_range})"
-
-
-def cli_main(args: Any, settings: Any) -> int:
-    from nexus.cli import EXIT_USAGE, CommandError
-    from tui.app import resolve_target
-
-    time_range = getattr(args, "time_range", "1h") or "1h"
-    if time_range not in TIME_RANGES:
-        raise CommandError(f"--range must be one of {', '.join(TIME_RANGES)}", code=EXIT_USAGE)
-    fmt = getattr(args, "format", "json") or "json"
-    url, key = resolve_target(args, settings)
-    out = Path(args.out) if getattr(args, "out", None) else default_path(fmt)
-    if out.parent and not out.parent.exists():
-        raise CommandError(f"--out: directory {out.parent} does not exist")
-    try:
-        message = asyncio.run(run_export(url, key, fmt, out, Query(time_range=time_range)))
-    except ApiAuthError as exc:
-        raise CommandError(str(exc)) from None
-    except ApiUnreachable as exc:
-        raise CommandError(f"dashboard API unreachable at {url}: {exc}") from None
-    except ApiError as exc:
-        raise CommandError(str(exc)) from None
-    except OSError as exc:
-        raise CommandError(f"cannot write {out}: {exc.strerror or exc}") from None
-    print(message)
-    return 0

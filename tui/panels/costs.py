@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from tui import fmt
-from tui.client import Costs, Stats
+from tui.api.reports import Costs, Stats
 from tui.panels import Panel
 
 

@@ -12,9 +12,11 @@ from typing import Any
 from rich.text import Text
 
 from tui import fmt
-from tui.client import ErrorsReport, Query, RequestEvent
+from tui.api.models import RequestEvent
+from tui.api.query import Query
+from tui.api.reports import ErrorsReport
 from tui.panels import Panel
-from tui.panels.vlist import VirtualTable
+from tui.widgets.vlist import VirtualTable
 
 COLUMNS = [
     ("time", "time", 8),

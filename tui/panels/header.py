@@ -12,7 +12,8 @@ from rich.text import Text
 from textual.widgets import Static
 
 from tui import fmt
-from tui.client import Alert, Stats
+from tui.api.models import Alert
+from tui.api.reports import Stats
 from tui.panels import Panel
 
 

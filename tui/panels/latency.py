@@ -7,7 +7,7 @@ from typing import Any
 from textual_plotext import PlotextPlot
 
 from tui import fmt
-from tui.client import Timeseries
+from tui.api.reports import Timeseries
 from tui.panels import Panel
 from tui.panels.rate import bucket_labels
 

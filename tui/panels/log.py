@@ -12,9 +12,9 @@ from typing import Any
 from rich.text import Text
 
 from tui import fmt
-from tui.client import RequestEvent
+from tui.api.models import RequestEvent
 from tui.panels import Panel
-from tui.panels.vlist import VirtualTable
+from tui.widgets.vlist import VirtualTable
 
 # Most telling first: on a narrow terminal the right-most columns are the ones cut off.
 COLUMNS = [

@@ -6,7 +6,7 @@ from typing import Any
 
 from textual_plotext import PlotextPlot
 
-from tui.client import Timeseries
+from tui.api.reports import Timeseries
 from tui.panels import Panel
 
 

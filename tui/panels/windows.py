@@ -14,9 +14,9 @@ from typing import Any
 from rich.text import Text
 
 from tui import fmt
-from tui.client import TokenWindow
+from tui.api.reports import TokenWindow
 from tui.panels import Panel
-from tui.panels.vlist import VirtualTable
+from tui.widgets.vlist import VirtualTable
 
 COLUMNS = [
     ("account", "account", 17),

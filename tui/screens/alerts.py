@@ -11,7 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from tui import fmt
-from tui.client import Alert
+from tui.api.models import Alert
 
 
 def alerts_renderable(alerts: list[Alert]) -> Table | Text:

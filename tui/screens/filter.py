@@ -8,7 +8,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
-from tui.client import Query
+from tui.api.query import Query
 
 
 class FilterScreen(ModalScreen[Query | None]):

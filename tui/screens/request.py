@@ -1,8 +1,8 @@
 """Drill-down into one exchange: ``GET /api/requests/{id}``.
 
-Status, error body, headers (secrets redacted — the server already does it, we do it again
-because a monitor screen gets screenshotted and pasted into chats), token breakdown, timings
-and cost. Fetched in a worker, so a slow API never freezes the keyboard.
+Status, error body, headers (secrets redacted — the server already does it; we do it again, with
+the same rule from ``nexus.core.redact``, because a monitor screen gets screenshotted and pasted
+into chats), token breakdown, timings and cost. Fetched in a worker, so a slow API never freezes the keyboard.
 """
 
 from __future__ import annotations
@@ -19,18 +19,13 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from nexus.core.redact import redact_headers
 from tui import fmt
-from tui.client import ApiError, DashboardClient, RequestDetail
+from tui.api.client import DashboardClient
+from tui.api.errors import ApiError
+from tui.api.models import RequestDetail
 
-SECRET_MARKERS = ("key", "token", "secret", "authorization", "cookie", "password")
 MAX_BODY_CHARS = 4000
-
-
-def redact_headers(headers: dict[str, Any]) -> dict[str, str]:
-    out = {}
-    for k, v in sorted(headers.items()):
-        out[k] = "[redacted]" if any(m in k.lower() for m in SECRET_MARKERS) else str(v)
-    return out
 
 
 def _kv(rows: list[tuple[str, Any]]) -> Table:
@@ -95,7 +90,7 @@ def detail_renderable(d: RequestDetail) -> Group:
     for title, headers in (("Request headers", d.request_headers), ("Response headers", d.response_headers)):
         if headers:
             parts.append(Text(f"\n{title}", style="bold underline"))
-            parts.append(_kv(list(redact_headers(headers).items())))
+            parts.append(_kv(sorted(redact_headers({str(k): str(v) for k, v in headers.items()}).items())))
     if d.request_body:
         parts.append(Text("\nRequest body", style="bold underline"))
         parts.append(Text(_pretty(d.request_body)))

@@ -1,0 +1,106 @@
+"""What the mock answers with: filler text of a given length, and tool calls matching a tool's schema.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+_WORDS = (
+    "the proxy records every request and the monitor shows latency tokens and cost as they happen "
+    "streaming responses arrive event by event so the first token reaches the client early while "
+    "usage is reported in message start and the final message delta carries cumulative counts"
+).split()
+
+
+@functools.lru_cache(maxsize=2048)
+def text_for(output_tokens: int) -> str:
+    """Roughly one word per output token (capped, so huge steered counts stay cheap)."""
+    n = max(1, min(output_tokens, 2000))
+    words = [_WORDS[i % len(_WORDS)] for i in range(n)]
+    return " ".join(words).capitalize() + "."
+
+
+def split_text(text: str, parts: int) -> list[str]:
+    """Cut ``text`` into exactly ``parts`` pieces (fewer only if it is shorter than that).
+
+    Whole words go together when there are enough of them, so deltas look like token runs;
+    otherwise (tool JSON) the cut is by characters.
+    """
+    parts = max(1, min(parts, len(text)))
+    words = text.split(" ")
+    if len(words) >= parts:
+        bounds = [round(k * len(words) / parts) for k in range(parts + 1)]
+        chunks = [" ".join(words[bounds[k] : bounds[k + 1]]) for k in range(parts)]
+        return [c if k == 0 else " " + c for k, c in enumerate(chunks)]
+    bounds = [round(k * len(text) / parts) for k in range(parts + 1)]
+    return [text[bounds[k] : bounds[k + 1]] for k in range(parts)]
+
+
+def pick_tool(payload: dict[str, Any], request: web.Request) -> dict[str, Any] | None:
+    """Which tool the "model" calls, if any.
+
+    Deterministic stand-in for the model's choice: a tool is used when ``tool_choice`` forces
+    one (``any`` / ``tool``), when ``x-mock-tool-use: 1`` asks for it, or when the last user
+    message mentions a tool by name; never with ``tool_choice: none``.
+    """
+    tools = payload.get("tools")
+    if not isinstance(tools, list) or not tools:
+        return None
+    named = [t for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)]
+    if not named:
+        return None
+    choice = payload.get("tool_choice")
+    ctype = choice.get("type") if isinstance(choice, dict) else None
+    if ctype == "none":
+        return None
+    if ctype == "tool":
+        for t in named:
+            if t["name"] == choice.get("name"):  # type: ignore[union-attr]
+                return t
+        return named[0]
+    if ctype == "any" or request.headers.get("x-mock-tool-use") == "1":
+        return named[0]
+    messages = payload.get("messages") or []
+    last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
+    content = last.get("content")
+    text = content if isinstance(content, str) else orjson.dumps(content).decode() if content else ""
+    for t in named:
+        if t["name"] in text:
+            return t
+    return None
+
+
+def _example_value(schema: Any, name: str) -> Any:
+    if not isinstance(schema, dict):
+        return "example"
+    if "enum" in schema and schema["enum"]:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "string":
+        return {"location": "San Francisco, CA", "city": "Paris", "path": "src/main.py"}.get(name, f"example {name}")
+    if kind == "integer":
+        return 42
+    if kind == "number":
+        return 3.5
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return [_example_value(schema.get("items"), name)]
+    if kind == "object":
+        return tool_input(schema)
+    return "example"
+
+
+def tool_input(schema: Any) -> dict[str, Any]:
+    """An input object that satisfies the tool's schema (its required properties, or all)."""
+    if not isinstance(schema, dict):
+        return {}
+    props = schema.get("properties") or {}
+    if not isinstance(props, dict):
+        return {}
+    names = schema.get("required") or list(props)
+    return {n: _example_value(props.get(n), n) for n in names if isinstance(n, str)}

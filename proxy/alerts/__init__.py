@@ -1,0 +1,3 @@
+"""Alerts: pure rules (``rules``), the evaluator task (``manager``), delivery (``channels``) and
+``GET /api/alerts`` (``routes``).
+"""

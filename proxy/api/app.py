@@ -1,0 +1,244 @@
+"""The dashboard API (port 3001): stats, token windows, timeseries, requests, errors, costs, SSE.
+
+Routes and JSON shapes are the contract in ``docs/api.md``; the SQL behind them is in
+``nexus.store.read``. Three rules hold for every route: the key is checked before anything else
+(``proxy.api.auth``), every query parameter is validated here so a bad one is a 400 naming it (never a
+500 from deep inside), and a database that is away is a 503 — the API process itself stays up.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+
+from quart import Quart, Response, request
+from werkzeug.exceptions import HTTPException
+
+from nexus.core.timebuckets import iso
+from nexus.core.version import VERSION
+from nexus.store.read import DashboardQueries, DatabaseUnavailable, RollupCache, decode_cursor, ping
+from proxy.alerts.routes import blueprint as alerts_blueprint
+from proxy.alerts.rules import parse_key_values
+from proxy.api.auth import FailureLimiter, check_request
+from proxy.api.openapi import openapi_document
+from proxy.api.params import (
+    BadParam,
+    parse_bool,
+    parse_event_id,
+    parse_filters,
+    parse_int,
+    parse_range,
+    parse_status,
+    parse_time,
+    raw_param,
+)
+from proxy.api.responses import database_unavailable, error_response, json_response
+from proxy.api.sse import DEFAULT_HEARTBEAT_S, sse_response
+from proxy.runtime import Runtime
+
+log = logging.getLogger("nexus.api")
+
+MAX_TIMESERIES_POINTS = 2000
+
+
+def _token_limit_lookup(runtime: Runtime) -> Callable[[str], int | None]:
+    """An account's window limit, the same one the token-window alert uses.
+
+    In order: ``runtime.token_limit_for(account)`` (the alert manager's, with learned limits),
+    ``ALERT_TOKEN_LIMITS`` (``acct=limit,…``), then ``TOKEN_WINDOW_LIMIT``.
+    """
+    custom = runtime.token_limit_for
+    limits: dict[str, float] = {}
+    configured = runtime.settings.alerts.token_limits
+    if configured:
+        try:
+            limits = parse_key_values("ALERT_TOKEN_LIMITS", configured)
+        except ValueError:  # malformed setting: reported by the alert config itself
+            pass
+    default = runtime.settings.limits.token_window_limit or None
+
+    def lookup(account: str) -> int | None:
+        value = custom(account) if custom is not None else None
+        if not value:
+            value = limits.get(account)
+        return int(value) if value else default
+
+    return lookup
+
+
+def create_dashboard_app(runtime: Runtime, *, auth_max_failures: int = 20, rollup_cache_ttl_s: float = 60.0,
+                         sse_heartbeat_s: float = DEFAULT_HEARTBEAT_S) -> Quart:
+    """The dashboard app for ``runtime``; serve it with Hypercorn (``proxy.serve.start_server``).
+
+    The keyword arguments are knobs for tests and benchmarks: failed-auth attempts per IP and
+    minute before 429, how long whole past hours of rollups are reused (0 = never), the SSE
+    heartbeat.
+    """
+    app = Quart("nexus-dashboard")
+    # A stream is as long as the client wants it: no Quart timeout may cut /api/sse.
+    app.config["RESPONSE_TIMEOUT"] = None
+    app.config["BODY_TIMEOUT"] = 60
+    limiter = FailureLimiter(max_failures=auth_max_failures)
+    app.extensions["nexus_auth_limiter"] = limiter
+    # Blueprints (e.g. proxy.alerts.routes) find the runtime here: current_app.extensions["nexus_runtime"].
+    app.extensions["nexus_runtime"] = runtime
+
+    # Whole past hours of rollups, reused across polls (see RollupCache); 0 disables it.
+    cache = RollupCache(ttl_s=rollup_cache_ttl_s) if rollup_cache_ttl_s > 0 else None
+    app.extensions["nexus_rollup_cache"] = cache
+
+    def queries() -> DashboardQueries:
+        # Built per request: the runtime's pool may be replaced while the database comes back.
+        return DashboardQueries(runtime.pool, runtime.settings.database.slow_query_threshold_ms, cache=cache)
+
+    @app.before_request
+    async def _authenticate() -> Response | None:
+        if not request.path.startswith("/api"):
+            return None
+        client = request.remote_addr or "unknown"
+        failure = check_request(request.headers, client, runtime.dashboard_key, limiter)
+        if failure is None:
+            return None
+        if failure.status == 403 or failure.status == 401:
+            log.info("dashboard auth failed (%s) from %s for %s", failure.status, client, request.path)
+        return json_response(failure.body, failure.status, failure.headers)
+
+    @app.errorhandler(BadParam)
+    async def _bad_param(exc: BadParam) -> Response:
+        return error_response(400, "invalid_request_error", str(exc), exc.param)
+
+    @app.errorhandler(DatabaseUnavailable)
+    async def _db_away(exc: DatabaseUnavailable) -> Response:
+        return database_unavailable()
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(exc: HTTPException) -> Response:
+        kind = {404: "not_found_error", 405: "invalid_request_error"}.get(exc.code or 500, "api_error")
+        # Keep werkzeug's own headers (405 must say Allow: …, RFC 9110).
+        extra = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return error_response(exc.code or 500, kind, exc.description or exc.name, headers=extra)
+
+    @app.errorhandler(Exception)
+    async def _unexpected(exc: Exception) -> Response:
+        log.exception("dashboard API error on %s", request.path)
+        return error_response(500, "api_error", "internal error")
+
+    # ---- open --------------------------------------------------------------------------------
+
+    @app.get("/health")
+    async def health() -> Response:
+        if await ping(runtime.pool):
+            return json_response({"status": "ok", "database": "connected"})
+        return json_response({"status": "degraded", "database": "disconnected"}, 503)
+
+    # ---- /api --------------------------------------------------------------------------------
+
+    @app.get("/api/info")
+    async def info() -> Response:
+        connected = await ping(runtime.pool)
+        return json_response({
+            "name": "claude-nexus-monitor",
+            "version": VERSION,
+            "instanceId": runtime.instance_id,
+            "startedAt": iso(runtime.started_at),
+            "uptimeSeconds": round(runtime.uptime_s, 3),
+            "now": iso(runtime.now()),
+            "database": "connected" if connected else "disconnected",
+            "sseSubscribers": runtime.broker.subscriber_count,
+            "slowQueryThresholdMs": runtime.settings.database.slow_query_threshold_ms,
+        })
+
+    @app.get("/api/stats")
+    async def stats() -> Response:
+        t = runtime.now()
+        since, until = parse_range(request.args, t, "24h")
+        filters = parse_filters(request.args)
+        return json_response(await queries().stats(since, until, filters, t))
+
+    @app.get("/api/token-usage/current")
+    async def token_usage_current() -> Response:
+        t = runtime.now()
+        window = parse_int(request.args, "window", 300, 1, 10080)
+        filters = parse_filters(request.args, model=False)
+        rows = await queries().token_usage_current(window, t, filters, _token_limit_lookup(runtime))
+        if filters.account:
+            return json_response(rows[0])
+        return json_response({"windowMinutes": window, "now": iso(t), "accounts": rows})
+
+    @app.get("/api/token-usage/daily")
+    async def token_usage_daily() -> Response:
+        days = parse_int(request.args, "days", 30, 1, 400)
+        aggregate = parse_bool(request.args, "aggregate", False)
+        filters = parse_filters(request.args, model=False)
+        usage = await queries().token_usage_daily(days, runtime.now().date(), filters, aggregate)
+        return json_response({"days": days, "aggregate": aggregate, "usage": usage})
+
+    @app.get("/api/timeseries")
+    async def timeseries() -> Response:
+        t = runtime.now()
+        since, until = parse_range(request.args, t, "1h")
+        bucket = parse_int(request.args, "bucket", 60, 60, 86400)
+        if bucket % 60:
+            raise BadParam("bucket", "must be a multiple of 60 seconds")
+        points = (until - since).total_seconds() / bucket
+        if points > MAX_TIMESERIES_POINTS:
+            raise BadParam("bucket", f"the range would need {int(points)} buckets; at most "
+                                     f"{MAX_TIMESERIES_POINTS} (use a larger bucket)")
+        return json_response(await queries().timeseries(since, until, bucket, parse_filters(request.args)))
+
+    @app.get("/api/requests")
+    async def requests_list() -> Response:
+        t = runtime.now()
+        limit = parse_int(request.args, "limit", 50, 1, 500)
+        before_raw = raw_param(request.args, "before")
+        before = None
+        if before_raw is not None:
+            try:
+                before = decode_cursor(before_raw)
+            except ValueError:
+                raise BadParam("before", "not a cursor returned by this API (use nextCursor)") from None
+        status = parse_status(request.args)
+        since = parse_time(request.args, "since", t, None)
+        until = parse_time(request.args, "until", t, None)
+        if since is not None and until is not None and since >= until:
+            raise BadParam("since", "must be before until")
+        return json_response(await queries().requests(limit, parse_filters(request.args), status, before,
+                                                      since, until))
+
+    @app.get("/api/requests/<rid>")
+    async def request_detail(rid: str) -> Response:
+        try:
+            request_uuid = uuid.UUID(rid)
+        except ValueError:
+            raise BadParam("id", "expected a request UUID") from None
+        detail = await queries().request_detail(request_uuid)
+        if detail is None:
+            return error_response(404, "not_found_error", f"no request with id {request_uuid}")
+        return json_response(detail)
+
+    @app.get("/api/errors")
+    async def errors() -> Response:
+        t = runtime.now()
+        since, until = parse_range(request.args, t, "24h")
+        limit = parse_int(request.args, "limit", 50, 1, 500)
+        return json_response(await queries().errors(since, until, parse_filters(request.args), limit))
+
+    @app.get("/api/costs")
+    async def costs() -> Response:
+        days = parse_int(request.args, "days", 30, 1, 400)
+        return json_response(await queries().costs(days, runtime.now(), parse_filters(request.args, model=False)))
+
+    @app.get("/api/openapi.json")
+    async def openapi() -> Response:
+        return json_response(openapi_document(VERSION))
+
+    @app.get("/api/sse")
+    async def sse() -> Response:
+        last = parse_event_id(request.args.get("lastEventId"), "lastEventId")
+        if last is None:
+            last = parse_event_id(request.headers.get("Last-Event-ID"), "Last-Event-ID")
+        return sse_response(runtime.broker, last, sse_heartbeat_s)
+
+    app.register_blueprint(alerts_blueprint)
+    return app

@@ -1,0 +1,38 @@
+"""Real traffic through a running stack, and what its API says about it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+BODY = {"model": "claude-sonnet-4-5", "max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]}
+
+
+async def send(stack: Any, n: int = 1, *, domain: str = "team-a.example", model: str = "claude-sonnet-4-5",
+               status: int | None = None, key: str = "sk-ant-tui-test-a") -> None:
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01", "Host": domain}
+    if status is not None:
+        headers["x-mock-status"] = str(status)
+    async with httpx.AsyncClient(base_url=stack.proxy_url, timeout=30) as c:
+        await asyncio.gather(*(c.post("/v1/messages", json={**BODY, "model": model}, headers=headers)
+                               for _ in range(n)))
+
+
+async def api_get(stack: Any, path: str, **params: Any) -> Any:
+    async with httpx.AsyncClient(base_url=stack.dashboard_url, headers={"X-Dashboard-Key": stack.key},
+                                 timeout=10) as c:
+        r = await c.get(path, params=params)
+        r.raise_for_status()
+        return r.json()
+
+
+async def wait_total(stack: Any, n: int, timeout: float = 10.0, **params: Any) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = await api_get(stack, "/api/stats", since="1h", **params)
+        if stats["totalRequests"] >= n or time.monotonic() > deadline:
+            return stats
+        await asyncio.sleep(0.05)

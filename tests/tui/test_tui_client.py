@@ -1,0 +1,133 @@
+"""The TUI's HTTP layer without a terminal: parsing, the stream's resume and backoff, formatting.
+
+The SSE server here is an ``httpx.MockTransport`` so the test can see exactly which headers each
+reconnect sends; the real server is exercised in ``test_tui_live.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+
+from tui import fmt
+from tui.api.client import DashboardClient
+from tui.api.errors import ApiAuthError, ApiUnreachable
+from tui.api.models import RequestEvent, parse_alerts
+from tui.api.query import Query, next_range
+from tui.api.reports import Costs, Stats, parse_windows
+
+EVENT = {"id": "r1", "time": "2026-11-27T05:45:01.120000+00:00", "domain": "example.com",
+         "accountId": "acct_1", "model": "claude-sonnet-4-5", "stream": True, "status": 200, "errorType": None,
+         "latencyMs": 1530.2, "ttftMs": 410.7,
+         "tokens": {"input": 12, "output": 345, "cacheCreation": 0, "cacheRead": 20480, "total": 20837},
+         "costUsd": 0.011319, "requestType": "messages"}
+
+
+def test_request_event_parses_the_stream_shape() -> None:
+    ev = RequestEvent.parse(EVENT)
+    assert ev.tokens.total == 20837 and ev.cost_usd == 0.011319 and not ev.is_error
+    assert RequestEvent.parse({**EVENT, "status": 200, "errorType": "overloaded_error"}).is_error
+    assert RequestEvent.parse({"id": "x"}).tokens.total == 0  # tolerant of missing fields
+
+
+def test_stats_costs_windows_alerts_parse_docs_shapes() -> None:
+    s = Stats.parse({"totalRequests": 10, "errorCount": 2, "errorRate": 0.2,
+                     "latencyMs": {"p50": 640.0, "p95": 2100.5, "p99": None},
+                     "tokens": {"input": 1, "output": 2, "cacheCreation": 3, "cacheRead": 4, "total": 10},
+                     "costUsd": 1.5, "requestsPerMinute": 3, "byModel": [{"model": "m", "requests": 10}]})
+    assert (s.total_requests, s.errors, s.latency_p95, s.tokens.total) == (10, 2, 2100.5, 10)
+    assert s.by_model[0].key == "m"
+    c = Costs.parse({"todayUsd": 4.2, "monthToDateUsd": 98.7, "monthEndProjectionUsd": 112.84,
+                     "byModel": [{"model": "x", "costUsd": 0.0, "requests": 3, "unpricedRequests": 3}],
+                     "unpriced": [{"model": "x", "requests": 3}]})
+    assert c.unpriced_models == ["x"] and c.projection_usd == 112.84
+    w = parse_windows({"accounts": [{"accountId": "a", "totalTokens": 5, "tokenLimit": 10, "percentOfLimit": 50.0,
+                                     "projectedExhaustion": "2026-11-27T07:22:49+00:00"}]})
+    assert w[0].percent_of_limit == 50.0 and w[0].exhaustion_time is not None
+    alerts = parse_alerts({"active": [{"id": 1, "rule": "error_rate", "title": "Error rate", "status": "firing",
+                                       "summary": "6% > 5%"}],
+                           "recent": [{"id": 1, "status": "firing"}, {"id": 2, "status": "resolved",
+                                                                       "resolvedAt": "2026-11-27T05:00:00Z"}]})
+    assert [a.firing for a in alerts] == [True, False] and alerts[0].message == "6% > 5%"
+
+
+def test_formatting_never_shows_unpriced_as_zero() -> None:
+    assert fmt.usd(None) == "unpriced"
+    assert fmt.usd(0.0) == "$0"
+    assert fmt.usd(12.3456) == "$12.35"
+    assert fmt.tokens(1_234_567) == "1.2M"
+    assert fmt.ms(2100.5) == "2.1s" and fmt.ms(640) == "640ms"
+    assert fmt.short_model("claude-sonnet-4-5-20250929") == "sonnet-4-5"
+    assert fmt.short_duration(57 * 60) == "57m"
+
+
+def test_query_and_ranges() -> None:
+    q = Query(time_range="1h", domain="a.example")
+    assert q.params() == {"domain": "a.example", "accountId": None, "model": None}
+    assert q.matches(RequestEvent.parse({**EVENT, "domain": "a.example"}))
+    assert not q.matches(RequestEvent.parse({**EVENT, "domain": "b.example"}))
+    seen = ["15m"]
+    for _ in range(5):
+        seen.append(next_range(seen[-1]))
+    assert seen == ["15m", "1h", "6h", "24h", "7d", "15m"]
+
+
+async def test_stream_resumes_with_last_event_id_and_backs_off() -> None:
+    calls: list[tuple[float, str | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append((time.monotonic(), request.headers.get("last-event-id")))
+        n = len(calls)
+        if n == 1:
+            body = "".join(f"id: {i}\nevent: request\ndata: {json.dumps({**EVENT, 'id': f'r{i}'})}\n\n"
+                           for i in (1, 2, 3))
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body.encode())
+        if n in (2, 3):
+            raise httpx.ConnectError("refused")
+        if n > 4:
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=b": idle\n\n")
+        body = f"id: 4\nevent: request\ndata: {json.dumps({**EVENT, 'id': 'r4'})}\n\n"
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body.encode())
+
+    client = DashboardClient("http://t", "k", transport=httpx.MockTransport(handler))
+    stream = client.stream(min_backoff=0.05, max_backoff=1.0, buffer=2)
+    stream.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(calls) < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+    finally:
+        await stream.stop()
+        await client.aclose()
+    assert [h for _, h in calls[:4]] == [None, "3", "3", "3"]
+    gaps = [b[0] - a[0] for a, b in zip(calls, calls[1:4], strict=False)]
+    assert gaps[1] > gaps[0] * 1.2  # exponential backoff while refused
+    # bounded buffer: only the newest 2 kept, the overflow counted
+    assert [e.id for e in stream.requests] == ["r3", "r4"]
+    assert stream.state.dropped == 2 and stream.state.received == 4
+
+
+async def test_auth_and_unreachable_errors_are_typed() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.headers.get("x-dashboard-key") != "good":
+            return httpx.Response(403, json={"error": {"type": "authentication_error", "message": "invalid"}})
+        raise httpx.ConnectError("refused")
+
+    for key, exc in (("bad", ApiAuthError), ("good", ApiUnreachable)):
+        async with DashboardClient("http://t", key, transport=httpx.MockTransport(handler)) as c:
+            try:
+                await c.info()
+            except exc as e:
+                assert isinstance(e, exc)
+            else:
+                raise AssertionError("no error")
+    async with DashboardClient("http://t", "bad", transport=httpx.MockTransport(handler)) as c:
+        s = c.stream(min_backoff=0.01, max_backoff=0.02)
+        s.start()
+        await asyncio.sleep(0.2)
+        await s.stop()
+        assert s.state.auth_failed and "403" in s.state.message

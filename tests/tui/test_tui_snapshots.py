@@ -1,0 +1,214 @@
+"""SVG snapshots of the monitor's main screens, with fixed data and a fixed clock.
+
+The API is replaced at the transport (``httpx.MockTransport``) by canned JSON in the exact shapes
+of ``docs/api.md`` — the one place these tests fake anything, because a snapshot needs numbers and
+times that never change. The Pilot tests in ``test_tui_live.py`` cover the real API.
+
+Update after an intended visual change: ``pytest tests/tui/test_tui_snapshots.py --snapshot-update``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from tui.app import NexusApp
+from tui.screens.request import RequestScreen
+
+pytestmark = pytest.mark.slow  # whole screens rendered and compared: seconds each
+
+NOW = datetime(2026, 11, 27, 5, 45, 0, tzinfo=UTC)
+MODELS = ["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1", "my-custom-model"]
+DOMAINS = ["team-alpha.example.com", "team-beta.example.com", "ci.example.com"]
+ACCOUNTS = ["acct_1a2b3c4d5e6f", "acct_77aa88bb99cc", "acct_0f0e0d0c0b0a"]
+
+
+def iso(dt: datetime) -> str:
+    return dt.isoformat()
+
+
+def tokens(i: int, o: int, cc: int = 0, cr: int = 0) -> dict[str, int]:
+    return {"input": i, "output": o, "cacheCreation": cc, "cacheRead": cr, "total": i + o + cc + cr}
+
+
+def row(n: int) -> dict[str, Any]:
+    """The n-th canned request (0 = newest), deterministic."""
+    err = n % 7 == 3
+    status = (529, 429, 500)[n % 3] if err else 200
+    model = MODELS[n % 3]
+    return {
+        "id": f"00000000-0000-4000-8000-{n:012d}", "time": iso(NOW - timedelta(seconds=4 * n + 1)),
+        "requestId": f"req_canned{n:04d}", "domain": DOMAINS[n % 3], "accountId": ACCOUNTS[n % 3],
+        "method": "POST", "path": "/v1/messages", "model": model, "stream": n % 2 == 0,
+        "status": status, "errorType": {529: "overloaded_error", 429: "rate_limit_error",
+                                        500: "api_error"}.get(status),
+        "errorMessage": "Overloaded" if status == 529 else None,
+        "latencyMs": 300.0 + 97 * (n % 11), "ttftMs": None if err else 120.0 + 13 * (n % 5),
+        "tokens": tokens(0, 0) if err else tokens(12 + n, 200 + 3 * n, 0, 4096 if n % 2 else 0),
+        "costUsd": 0.0 if err else round(0.001 * (n % 9 + 1), 6), "requestType": "messages",
+        "countedTokens": None, "instanceId": "3f9c2a7b1d0e",
+    }
+
+
+ROWS = [row(n) for n in range(40)]
+ERRORS = [r for r in ROWS if r["status"] >= 400]
+
+
+def canned(path: str, params: dict[str, str]) -> Any:
+    if path == "/api/info":
+        return {"name": "claude-nexus-monitor", "version": "0.1.0", "instanceId": "3f9c2a7b1d0e",
+                "startedAt": iso(NOW - timedelta(seconds=3725)), "uptimeSeconds": 3725.0, "now": iso(NOW),
+                "database": "connected", "sseSubscribers": 1}
+    if path == "/api/stats":
+        return {"since": iso(NOW - timedelta(hours=1)), "until": iso(NOW), "totalRequests": 1234,
+                "errorCount": 37, "errorRate": 0.02998,
+                "tokens": tokens(50000, 45000, 2000, 300000),
+                "latencyMs": {"avg": 812.4, "p50": 640.0, "p95": 2100.5, "p99": 4800.0, "method": "exact"},
+                "costUsd": 12.3456, "unpricedRequests": 3, "requestsPerMinute": 21,
+                "byModel": [{"model": m, "requests": 100 - 10 * i} for i, m in enumerate(MODELS)],
+                "byDomain": [{"domain": d, "requests": 100 - 10 * i} for i, d in enumerate(DOMAINS)]}
+    if path == "/api/timeseries":
+        bucket = int(params.get("bucket", 60))
+        start = NOW - timedelta(hours=1)
+        points = []
+        for i in range(60):
+            reqs = 15 + (i * 7) % 13 + (12 if 40 <= i <= 44 else 0)
+            points.append({"time": iso(start + timedelta(seconds=bucket * i)), "requests": reqs,
+                           "errors": 1 if i % 9 == 0 else 0, "p50LatencyMs": 600.0 + (i * 37) % 200,
+                           "p95LatencyMs": 1800.0 + (i * 53) % 900, "tokens": tokens(100, 100),
+                           "costUsd": 0.2})
+        return {"since": iso(start), "until": iso(NOW), "bucketSeconds": bucket, "points": points}
+    if path == "/api/token-usage/current":
+        accts = []
+        for i, a in enumerate(ACCOUNTS):
+            limited = i == 0
+            accts.append({
+                "accountId": a, "active": True, "windowMinutes": 300,
+                "windowStart": iso(NOW - timedelta(minutes=90 + 20 * i)),
+                "windowEnd": iso(NOW + timedelta(minutes=210 - 20 * i)),
+                "totalInputTokens": 120000 // (i + 1), "totalOutputTokens": 80000 // (i + 1),
+                "cacheCreationInputTokens": 10000, "cacheReadInputTokens": 400000 // (i + 1),
+                "totalTokens": 610000 // (i + 1), "totalRequests": 321 // (i + 1),
+                "burnRatePerMinute": 6777.8 / (i + 1), "projectedTotal": 2033333.0 / (i + 1),
+                "tokenLimit": 1000000 if limited else None, "percentOfLimit": 61.0 if limited else None,
+                "projectedExhaustion": iso(NOW + timedelta(minutes=57)) if limited else None,
+                "minutesRemaining": 210.0 - 20 * i})
+        return {"windowMinutes": 300, "now": iso(NOW), "accounts": accts}
+    if path == "/api/costs":
+        return {"days": 31, "currency": "USD", "totalCostUsd": 123.45, "todayUsd": 4.2, "monthToDateUsd": 98.7,
+                "monthElapsedDays": 26.24, "monthDays": 30, "monthEndProjectionUsd": 112.84,
+                "unpricedRequests": 3, "daily": [],
+                "byModel": [{"model": "claude-sonnet-4-5", "costUsd": 80.0, "requests": 4000,
+                             "unpricedRequests": 0},
+                            {"model": "claude-opus-4-1", "costUsd": 15.5, "requests": 300, "unpricedRequests": 0},
+                            {"model": "claude-haiku-4-5", "costUsd": 3.2, "requests": 900, "unpricedRequests": 0},
+                            {"model": "my-custom-model", "costUsd": 0.0, "requests": 3, "unpricedRequests": 3}],
+                "unpriced": [{"model": "my-custom-model", "requests": 3}]}
+    if path == "/api/errors":
+        return {"since": iso(NOW - timedelta(hours=1)), "until": iso(NOW), "totalErrors": 37,
+                "groups": [{"statusCode": 529, "errorType": "overloaded_error", "count": 20,
+                            "affectedDomains": DOMAINS[:2]},
+                           {"statusCode": 429, "errorType": "rate_limit_error", "count": 12,
+                            "affectedDomains": DOMAINS[1:]},
+                           {"statusCode": 500, "errorType": "api_error", "count": 5,
+                            "affectedDomains": DOMAINS[:1]}],
+                "recent": ERRORS}
+    if path == "/api/alerts":
+        return {"active": [{"id": "a1", "rule": "error_rate", "severity": "warning", "state": "firing",
+                            "message": "error rate 6.2% > 5% for 5 min",
+                            "firedAt": iso(NOW - timedelta(minutes=3))}], "recent": []}
+    if path.startswith("/api/requests/"):
+        rid = path.rsplit("/", 1)[1]
+        r = next(x for x in ROWS if x["id"] == rid)
+        return {"request": r,
+                "errorBody": {"type": "error", "error": {"type": r["errorType"], "message": "Overloaded"}}
+                if r["status"] >= 400 else None,
+                "bodies": {"requestHeaders": {"anthropic-version": "2023-06-01", "x-api-key": "[redacted]",
+                                              "content-type": "application/json"},
+                           "responseHeaders": {"request-id": r["requestId"], "retry-after": "3",
+                                               "content-type": "application/json"},
+                           "requestBody": json.dumps({"model": r["model"], "max_tokens": 1024,
+                                                      "messages": [{"role": "user", "content": "Hello"}]}),
+                           "responseBody": None}}
+    raise KeyError(path)
+
+
+async def sse_body() -> AsyncIterator[bytes]:
+    yield b"retry: 2000\n\nevent: heartbeat\ndata: {}\n\n"
+    for i, r in enumerate(reversed(ROWS[:20])):
+        yield f"id: {i + 1}\nevent: request\ndata: {json.dumps(r)}\n\n".encode()
+    await asyncio.sleep(3600)
+
+
+def handler(request: httpx.Request) -> httpx.Response:
+    path = request.url.path
+    if path == "/api/sse":
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=sse_body())
+    return httpx.Response(200, json=canned(path, dict(request.url.params)))
+
+
+@pytest.fixture(autouse=True)
+def utc_clock() -> Iterator[None]:
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    yield
+    if old is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = old
+    time.tzset()
+
+
+def make_app() -> NexusApp:
+    return NexusApp("http://nexus.test", "k", transport=httpx.MockTransport(handler), now=lambda: NOW,
+                    watch_terminal=False, poll_interval=3600, tick=0.05)
+
+
+async def loaded(pilot: Any) -> None:
+    app = pilot.app
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if (app.polls > 0 and "costs" in app.data and app.query_one("#log").row_count >= 20):
+            break
+        await pilot.pause(0.05)
+    await pilot.pause(0.2)
+
+
+def test_main_screen_120x40(snap_compare: Any) -> None:
+    assert snap_compare(make_app(), terminal_size=(120, 40), run_before=loaded)
+
+
+def test_main_screen_80x24(snap_compare: Any) -> None:
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=loaded)
+
+
+def test_help_screen(snap_compare: Any) -> None:
+    assert snap_compare(make_app(), terminal_size=(100, 30), run_before=loaded, press=["question_mark"])
+
+
+def test_drill_down_into_an_error(snap_compare: Any) -> None:
+    async def open_error(pilot: Any) -> None:
+        await loaded(pilot)
+        await pilot.press("tab")  # log -> errors
+        app = pilot.app
+        errors = app.query_one("#errors")
+        errors.focus()
+        errors.move_cursor(row=0)
+        await pilot.press("enter")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if isinstance(app.screen, RequestScreen) and app.screen.detail is not None:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.1)
+
+    assert snap_compare(make_app(), terminal_size=(120, 40), run_before=open_error)
