@@ -28,6 +28,56 @@ def _py_files(package: str) -> list[Path]:
     return files
 
 
+def _imported_modules(tree: ast.AST, top_level_only: bool) -> list[tuple[str, int]]:
+    """Module names imported, with line numbers. ``top_level_only`` skips function/class bodies."""
+    nodes: list[ast.AST]
+    if top_level_only:
+        nodes = []
+        stack = list(ast.iter_child_nodes(tree))
+        while stack:
+            node = stack.pop()
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+                continue
+            nodes.append(node)
+            stack.extend(ast.iter_child_nodes(node))
+    else:
+        nodes = list(ast.walk(tree))
+    out: list[tuple[str, int]] = []
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            out.extend((a.name, node.lineno) for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append((node.module, node.lineno))
+    return out
+
+
+def _root(name: str) -> str:
+    return name.split(".")[0]
+
+
+@pytest.mark.parametrize("path", _py_files("tui"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_tui_never_imports_proxy(path: Path) -> None:
+    bad = [(m, line) for m, line in _imported_modules(ast.parse(path.read_text()), top_level_only=False)
+           if _root(m) == "proxy"]
+    assert not bad, f"{path.relative_to(ROOT)} imports proxy/: {bad}"
+
+
+@pytest.mark.parametrize("path", _py_files("nexus"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_nexus_has_no_module_level_framework_import(path: Path) -> None:
+    """What import-linter cannot see: the CLI may import the server and the monitor only lazily,
+    inside the command that runs them, so ``nexus --help`` stays instant."""
+    bad = [(m, line) for m, line in _imported_modules(ast.parse(path.read_text()), top_level_only=True)
+           if _root(m) in ("quart", "textual", "textual_plotext", "hypercorn", "tui", "proxy")]
+    assert not bad, f"{path.relative_to(ROOT)} imports at module level: {bad}"
+
+
+@pytest.mark.parametrize("path", _py_files("proxy"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_proxy_never_imports_textual(path: Path) -> None:
+    bad = [(m, line) for m, line in _imported_modules(ast.parse(path.read_text()), top_level_only=False)
+           if _root(m) in ("textual", "textual_plotext", "tui")]
+    assert not bad, f"{path.relative_to(ROOT)} imports the UI: {bad}"
+
+
 @pytest.mark.process
 @pytest.mark.skipif(shutil.which("lint-imports") is None, reason="import-linter is not installed")
 def test_import_linter_contracts_are_kept() -> None:
