@@ -18,7 +18,9 @@ from nexus.store.read.base import ERROR_SQL, Filters, QueryBase, ms, num, tokens
 
 _REQUEST_COLS = """id, created_at, request_id, domain, account_id, method, path, model, stream, status_code,
     error_type, error_message, input_tokens, output_tokens, cache_creation_input_tokens,
-    cache_read_input_tokens, counted_tokens, response_time_ms, ttft_ms, cost_usd, request_type, instance_id"""
+    cache_read_input_tokens, counted_tokens, response_time_ms, ttft_ms, cost_usd, request_type, instance_id,
+    cache_creation_5m_tokens, cache_creation_1h_tokens, service_tier, speed, inference_geo, web_search_requests,
+    web_fetch_requests, thinking_tokens, price_source, web_search_cost_usd"""
 
 
 def request_row(r: asyncpg.Record) -> dict[str, Any]:
@@ -44,6 +46,14 @@ def request_row(r: asyncpg.Record) -> dict[str, Any]:
         "requestType": r["request_type"],
         "countedTokens": r["counted_tokens"],
         "instanceId": r["instance_id"],
+        "serviceTier": r["service_tier"],
+        "speed": r["speed"],
+        "inferenceGeo": r["inference_geo"],
+        "webSearchRequests": r["web_search_requests"],
+        "webFetchRequests": r["web_fetch_requests"],
+        "thinkingTokens": r["thinking_tokens"],
+        "priceSource": r["price_source"],
+        "webSearchCostUsd": num(r["web_search_cost_usd"]),
     }
 
 
