@@ -42,6 +42,8 @@ def request_row(r: asyncpg.Record) -> dict[str, Any]:
         "ttftMs": ms(r["ttft_ms"]),
         "tokens": tokens_obj(r["input_tokens"], r["output_tokens"], r["cache_creation_input_tokens"],
                              r["cache_read_input_tokens"]),
+        "cacheWrite5mTokens": r["cache_creation_5m_tokens"],
+        "cacheWrite1hTokens": r["cache_creation_1h_tokens"],
         "costUsd": num(r["cost_usd"]),
         "requestType": r["request_type"],
         "countedTokens": r["counted_tokens"],
