@@ -25,11 +25,9 @@ Streaming shape (from Anthropic's Messages streaming docs)::
     data: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":15,
            "server_tool_use":{"web_search_requests":2},"output_tokens_details":{"thinking_tokens":9}}}
 
-Besides tokens, ``usage`` carries the billing dimensions (Messages API reference, "usage"):
-``service_tier`` (``standard`` / ``priority`` / ``batch``), ``speed`` (``fast`` mode),
-``inference_geo`` (``us`` for US-only inference), ``server_tool_use.web_search_requests`` /
-``web_fetch_requests``, and ``output_tokens_details.thinking_tokens`` (part of ``output_tokens``).
-They can arrive in ``message_start`` and/or ``message_delta``; a later non-null value wins.
+``usage`` also carries the billing dimensions: ``service_tier``, ``speed``, ``inference_geo``,
+``server_tool_use.web_search_requests`` / ``web_fetch_requests`` and ``output_tokens_details.
+thinking_tokens`` (part of output), in ``message_start`` and/or ``message_delta``; later non-null wins.
 
 An ``error`` event (``{"type":"error","error":{"type":"overloaded_error",…}}``) can arrive inside a
 stream whose HTTP status was 200; it makes the exchange an error.
@@ -41,16 +39,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = [
-    "MAX_ERROR_MESSAGE_CHARS",
-    "MAX_EVENT_BYTES",
-    "StreamUsageParser",
-    "Usage",
-    "count_tokens_from_body",
-    "error_from_body",
-    "usage_from_body",
-    "usage_from_message",
-]
+__all__ = ["MAX_ERROR_MESSAGE_CHARS", "MAX_EVENT_BYTES", "StreamUsageParser", "Usage", "count_tokens_from_body",
+           "error_from_body", "usage_from_body", "usage_from_message"]
 
 # An event (or a single line) longer than this is dropped: real usage-bearing events are a few
 # hundred bytes, and the proxy must not grow without bound on a broken upstream.
@@ -154,11 +144,10 @@ def _apply_usage(usage: Usage, raw: Any, *, from_delta: bool) -> None:
         text = _as_str(raw.get(attr), MAX_DIMENSION_CHARS)
         if text is not None:
             setattr(usage, attr, text)
-    tools = raw.get("server_tool_use")
+    tools, details = raw.get("server_tool_use"), raw.get("output_tokens_details")
     if isinstance(tools, dict):
         put("web_search_requests", tools.get("web_search_requests"), from_delta)
         put("web_fetch_requests", tools.get("web_fetch_requests"), from_delta)
-    details = raw.get("output_tokens_details")
     if isinstance(details, dict):
         put("thinking_tokens", details.get("thinking_tokens"), False)
 

@@ -24,7 +24,6 @@ from nexus.sim.mock.config import MODELS
 
 FAST_MODELS = frozenset({"claude-opus-4-8", "claude-opus-5", "claude-opus-5-5", "claude-fable-5-2", "claude-mythos-5-2"})
 _GEO_SINCE = "2026-02-01T00:00:00Z"  # Opus 4.6 and Sonnet 4.6
-_CREATED = {m["id"]: m["created_at"] for m in MODELS}
 
 
 def _base(model: str) -> str:
@@ -35,8 +34,11 @@ def _base(model: str) -> str:
     return "-".join(parts)
 
 
+_CREATED = {_base(m["id"]): m["created_at"] for m in MODELS}
+
+
 def supports_geo(model: str) -> bool:
-    created = _CREATED.get(model) or _CREATED.get(_base(model))
+    created = _CREATED.get(_base(model))
     return created is None or created >= _GEO_SINCE  # unknown ids: assume a newer model
 
 
