@@ -175,8 +175,9 @@ def cli_reprice(args: Any, settings: Settings) -> int:
         finally:
             await conn.close()
         verb = "would change" if args.dry_run else "changed"
-        print(f"records scanned: {summary.scanned}, {verb}: {summary.changed} "
-              f"(newly priced {summary.newly_priced}, newly unpriced {summary.newly_unpriced})")
+        print(f"records scanned: {summary.scanned}, cost {verb}: {summary.changed} "
+              f"(newly priced {summary.newly_priced}, newly unpriced {summary.newly_unpriced}); "
+              f"price source filled in: {summary.annotated}")
         print(f"total cost: ${summary.old_total:.6f} -> ${summary.new_total:.6f} "
               f"({summary.new_total - summary.old_total:+.6f})")
         for m, n in sorted(summary.changed_by_model.items(), key=lambda kv: (-kv[1], kv[0]))[:20]:

@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from importlib import resources
 from typing import Any
 
-from nexus.pricing.models import normalize_model_id
+from nexus.pricing.models import family_key
 from nexus.pricing.rates import Rates
 
 _RATE_NAMES = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
@@ -88,7 +88,7 @@ def _family(row: dict[str, Any], where: str, *, star: bool = False) -> str:
     m = row.get("model")
     if not isinstance(m, str) or not m:
         raise OverlayError(f"{where}: missing model")
-    return "*" if star and m == "*" else normalize_model_id(m)
+    return "*" if star and m == "*" else family_key(m)
 
 
 def parse_overlay(doc: Any) -> Overlay:
@@ -110,7 +110,7 @@ def parse_overlay(doc: Any) -> Overlay:
         target = row.get("prices_of")
         if not isinstance(target, str) or not target:
             raise OverlayError(f"{where}: missing prices_of")
-        out.aliases[_family(row, where)] = (normalize_model_id(target), _source(row, where))
+        out.aliases[_family(row, where)] = (family_key(target), _source(row, where))
     for i, row in enumerate(doc.get("periods", [])):
         where = f"periods[{i}]"
         try:

@@ -31,7 +31,7 @@ from nexus.pricing.file_format import (
     period_json,
     to_utc,
 )
-from nexus.pricing.models import BRACKET_SUFFIX, normalize_model_id, strip_id
+from nexus.pricing.models import BRACKET_SUFFIX, family_key, normalize_model_id, strip_id
 from nexus.pricing.overlay import Overlay, builtin_overlay
 from nexus.pricing.rates import (
     BATCH_MULTIPLIER,
@@ -67,8 +67,7 @@ class _Target:
 
 def _dataset_family(model: gt.ModelInfo) -> str:
     """Our family key for a dataset model (``claude-3-5-haiku-latest`` -> ``claude-3-5-haiku``)."""
-    key = normalize_model_id(model.id)
-    return key if key.startswith("claude-") else model.id
+    return family_key(model.id)
 
 
 class PriceTable:

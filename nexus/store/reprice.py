@@ -63,7 +63,8 @@ WHERE m.bucket = f.bucket AND m.domain = f.domain AND m.account_id = f.account_i
 @dataclass
 class RepriceSummary:
     scanned: int = 0
-    changed: int = 0
+    changed: int = 0  # cost_usd changed
+    annotated: int = 0  # same cost; only the price source / web-search part filled in or corrected
     newly_priced: int = 0
     newly_unpriced: int = 0
     old_total: Decimal = Decimal(0)
@@ -129,7 +130,10 @@ def _price_batch(table: PriceTable, rows: list[Any], summary: RepriceSummary) ->
         src = price.source if price is not None else None
         summary.old_total += old or 0
         summary.new_total += new or 0
-        if new == old and ws == r["web_search_cost_usd"] and src == r["price_source"]:
+        if new == old:
+            if ws != r["web_search_cost_usd"] or src != r["price_source"]:
+                summary.annotated += 1  # e.g. rows recorded before the source was stored
+                changes.append((r["id"], r["created_at"], new, ws, src))
             continue
         summary.changed += 1
         if old is None and new is not None:
