@@ -138,3 +138,26 @@ async def test_a_parameter_the_model_rejects_is_an_error_record_not_a_cost(stack
     row = await _row(stack, r.headers["request-id"])
     assert row["status_code"] == 400 and row["error_type"] == "invalid_request_error"
     assert row["inference_geo"] is None and row["web_search_requests"] == 0
+
+
+async def test_unpriced_counter_is_exported_from_start_and_counts(stack: Any) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def unpriced(text: str) -> float:
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        return sum(s.value for s in fams["claude_proxy_unpriced_requests"].samples
+                   if s.name == "claude_proxy_unpriced_requests_total")
+
+    async with httpx.AsyncClient(base_url=stack.proxy_url, timeout=30) as c:
+        first = (await c.get("/metrics")).text
+        assert "claude_proxy_unpriced_requests_total" in first and unpriced(first) == 0  # no "No data" panel
+        r = await c.post("/v1/messages", headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"},
+                         json={"model": "claude-nebula-preview", "max_tokens": 16,
+                               "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200
+        row = await _row(stack, r.headers["request-id"])
+        assert row["cost_usd"] is None and row["price_source"] is None
+        assert unpriced((await c.get("/metrics")).text) == 1
+    costs = await api_get(stack, "/api/costs", days=1)
+    assert costs["unpriced"] == [{"model": "claude-nebula-preview", "requests": 1,
+                                  "tokens": row["input_tokens"] + row["output_tokens"]}]

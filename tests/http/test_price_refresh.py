@@ -94,21 +94,30 @@ async def test_background_refresh_swaps_prices_and_survives_a_bad_source(
         await service.stop()
 
 
+def _now():
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
 def _usage():
     from nexus.core.usage import Usage
 
     return Usage(input_tokens=1000, output_tokens=1000)
 
 
-async def test_offline_the_bundled_prices_stay(db_dsn: str, tmp_path: Path, mock_upstream: Any) -> None:
+async def test_offline_the_bundled_prices_stay(db_dsn: str, tmp_path: Path, mock_upstream: Any,
+                                               caplog: pytest.LogCaptureFixture) -> None:
     settings = stack_settings(tmp_path, db_dsn, mock_upstream.url, PRICES_AUTO_UPDATE="1",
                               PRICES_UPDATE_URL="http://127.0.0.1:9/data.json", PRICES_UPDATE_INTERVAL_S="3600")
     service = ProxyService(settings)
     await service.start()
     try:
         task = next(t for t in service.tasks if t.get_name() == "nexus-price-refresh")
-        await asyncio.sleep(0.5)
+        await until(lambda: any("price refresh failed" in r.getMessage() for r in caplog.records),
+                    what="the failed refresh")
         assert not task.done() and service.runtime.pricing.dataset.label == BUNDLED_LABEL
+        assert service.runtime.pricing.cost("claude-fable-5-1", _usage(), _now()) == Decimal("0.06")
     finally:
         await service.stop()
     assert task.done()
