@@ -131,25 +131,40 @@ class Quote:
 
 
 PART_NAMES = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read", "web_search")
+_ZERO = Decimal(0)
 
 
-@dataclass(frozen=True)
 class Price:
-    """The exact cost of one exchange, with the rates applied and each billing part in US dollars."""
+    """The exact cost of one exchange, the rates applied, and (on demand) each billing part in US dollars.
 
-    cost: Decimal
-    quote: Quote
-    rates: Rates
-    long_prompt_above: int | None
-    parts: tuple[Decimal, ...]  # in PART_NAMES order
+    A plain slotted class, not a dataclass: it is made once per exchange on the hot path, and
+    the per-part amounts are only computed when someone asks (the drill-down, ``nexus prices``).
+    """
+
+    __slots__ = ("_counts", "cost", "long_prompt_above", "quote", "rates", "web_search_cost")
+
+    def __init__(self, cost: Decimal, quote: Quote, rates: Rates, long_prompt_above: int | None,
+                 web_search_cost: Decimal, counts: tuple[int, int, int, int, int, int]) -> None:
+        self.cost = cost
+        self.quote = quote
+        self.rates = rates
+        self.long_prompt_above = long_prompt_above
+        self.web_search_cost = web_search_cost
+        self._counts = counts  # uncached input, output, 5m writes, 1h writes, reads, searches
 
     @property
     def source(self) -> str:
         return self.quote.source
 
     @property
-    def web_search_cost(self) -> Decimal:
-        return self.parts[5]
+    def parts(self) -> tuple[Decimal, ...]:
+        """Each part in PART_NAMES order; they add up to ``cost`` exactly."""
+        r, (i, o, w5, w1, rd, _) = self.rates, self._counts
+        return (i * r.input / MILLION, o * r.output / MILLION, w5 * r.cache_write_5m / MILLION,
+                w1 * r.cache_write_1h / MILLION, rd * r.cache_read / MILLION, self.web_search_cost)
 
     def parts_dict(self) -> dict[str, Decimal]:
         return dict(zip(PART_NAMES, self.parts, strict=True))
+
+    def __repr__(self) -> str:
+        return f"Price(cost={self.cost!r}, source={self.source!r}, parts={self.parts!r})"

@@ -14,7 +14,7 @@ import fnmatch
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Context, Decimal, localcontext
+from decimal import Context, Decimal, getcontext, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,11 @@ from nexus.pricing.rates import (
 
 # Costs are computed in our own context: a caller's (or a library's) low-precision ambient context
 # must not round a month of spend.
-_EXACT = Context(prec=40)
+# A cost has at most ~19 significant digits (10^12 tokens x a 6-digit rate): the default context's 28
+# are exact. A caller that lowered the thread's precision gets ours for the computation instead.
+_MIN_PREC = 28
+_EXACT = Context(prec=34)
+_NO_COST = Decimal(0)
 FILE_SOURCE = "file"
 OVERLAY_MARK = "+overlay"
 
@@ -346,6 +350,7 @@ class PriceTable:
 
         Cache writes: the 1h part at the 1h rate, everything else of the total at the 5m rate
         (a total without a split is therefore all 5m). Web searches at the per-1,000 price.
+        Runs on the hot path (after the response is relayed): one cached quote, five products.
         """
         if not model:
             return None
@@ -357,18 +362,21 @@ class PriceTable:
         write_total = max(usage.cache_creation_input_tokens, usage.cache_creation_5m_tokens + write_1h, 0)
         uncached = max(usage.input_tokens, 0)
         read = max(usage.cache_read_input_tokens, 0)
+        output = max(usage.output_tokens, 0)
+        searches = max(usage.web_search_requests, 0)
         r, above = q.for_prompt(uncached + write_total + read)
-        with localcontext(_EXACT):
-            parts = (
-                uncached * r.input / MILLION,
-                max(usage.output_tokens, 0) * r.output / MILLION,
-                (write_total - write_1h) * r.cache_write_5m / MILLION,
-                write_1h * r.cache_write_1h / MILLION,
-                read * r.cache_read / MILLION,
-                max(usage.web_search_requests, 0) * r.web_search / THOUSAND,
-            )
-            total = sum(parts, Decimal(0))
-        return Price(total, q, r, above, parts)
+        if getcontext().prec < _MIN_PREC:  # a caller lowered the precision: never round a cost
+            with localcontext(_EXACT):
+                return self._priced(q, r, above, uncached, output, write_total - write_1h, write_1h, read, searches)
+        return self._priced(q, r, above, uncached, output, write_total - write_1h, write_1h, read, searches)
+
+    @staticmethod
+    def _priced(q: Quote, r: Rates, above: int | None, uncached: int, output: int, write_5m: int, write_1h: int,
+                read: int, searches: int) -> Price:
+        tokens = (uncached * r.input + output * r.output + write_5m * r.cache_write_5m
+                  + write_1h * r.cache_write_1h + read * r.cache_read) / MILLION
+        web = searches * r.web_search / THOUSAND if searches else _NO_COST
+        return Price(tokens + web, q, r, above, web, (uncached, output, write_5m, write_1h, read, searches))
 
     def cost(self, model: str | None, usage: Usage, at: datetime) -> Decimal | None:
         """Exact cost in US dollars of one exchange; None when the model is unpriced."""

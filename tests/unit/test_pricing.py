@@ -600,3 +600,12 @@ def test_export_round_trips(tmp_path: Path) -> None:
         assert again.periods(family) == custom.periods(family), family
     assert json.loads(json.dumps(exported)) == exported  # plain JSON
     assert custom.family("foo-bar") == "claude-foo-1"
+
+
+def test_a_lowered_decimal_precision_does_not_round_costs(table: PriceTable) -> None:
+    from decimal import localcontext
+
+    usage = Usage(input_tokens=1000, cache_read_input_tokens=2000, cache_creation_input_tokens=500, output_tokens=300)
+    with localcontext() as ctx:
+        ctx.prec = 3
+        assert table.cost("claude-sonnet-4-5", usage, NOW) == D("0.009975")  # 0.003 + 0.0006 + 0.001875 + 0.0045
