@@ -44,14 +44,12 @@ async def insert_executemany(conn: asyncpg.Connection, records: list[Record]) ->
     (It cannot tell which rows were new, so a replay would double-count rollups: one more reason
     the writer uses COPY + INSERT … RETURNING.)
     """
-    from nexus.store.write import _ROLLUP_UPSERT
+    from nexus.store.write import _ROLLUP_UPSERT, rollup_rows
 
     async with conn.transaction():
         await conn.executemany(_EXECUTEMANY, [_row(r) for r in records])
         agg = await rollup(records)
-        await conn.executemany(_ROLLUP_UPSERT, [
-            (k[0], k[1], k[2], k[3], a.requests, a.errors, a.input, a.output, a.cache_creation,
-             a.cache_read, a.cost, a.unpriced, a.latency_sum, a.hist) for k, a in agg.items()])
+        await conn.executemany(_ROLLUP_UPSERT, rollup_rows(agg))
 
 
 class DbBench:

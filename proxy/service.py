@@ -25,7 +25,8 @@ from nexus.core.dashboard_key import META_KEY, generate_key, read_key_file, writ
 from nexus.core.errors import CommandError
 from nexus.core.runfiles import remove_status_file, write_status_file
 from nexus.core.settings import Settings
-from nexus.pricing import PriceTable
+from nexus.pricing import DatasetError, PriceTable
+from nexus.pricing.update import FetchError, update_dataset
 from nexus.store.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from nexus.store.errors import DB_AWAY
 from nexus.store.meta import set_meta_if_absent
@@ -112,7 +113,7 @@ class ProxyService:
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self.dsn = await self._database()
         metrics = Metrics()
-        pricing = PriceTable.load(s.pricing.file)
+        pricing = PriceTable.load(s.pricing.file, s.data_dir)
         runtime = Runtime(settings=s, metrics=metrics, pricing=pricing,
                           **({"instance_id": s.proxy.instance_id} if s.proxy.instance_id else {}))
         runtime.dashboard_key = self._dashboard_key()
@@ -139,6 +140,8 @@ class ProxyService:
             self.tasks.append(asyncio.create_task(runtime.supervisor.run(self._supervisor_stop),
                                                   name="nexus-pg-supervisor"))
         self.tasks.append(asyncio.create_task(self._maintenance(), name="nexus-maintenance"))
+        if s.pricing.auto_update:
+            self.tasks.append(asyncio.create_task(self._refresh_prices(), name="nexus-price-refresh"))
 
         if not is_loopback(s.proxy.host):
             log.warning("listening on %s without TLS: put a TLS-terminating proxy in front "
@@ -193,6 +196,33 @@ class ProxyService:
                             log.info("retention: dropped %s", ", ".join(dropped))
             except Exception as exc:  # noqa: BLE001
                 log.warning("maintenance failed: %s", exc)
+
+    async def _refresh_prices(self) -> None:
+        """PRICES_AUTO_UPDATE: fetch the genai-prices dataset now and then every interval; swap tables.
+
+        The new table (same PRICING_FILE, the fresh dataset) replaces ``runtime.pricing`` in one
+        assignment: an exchange finishing meanwhile is priced wholly by the old or the new one.
+        Offline, the prices in use stay, and the first failure is logged once (docs/pricing.md).
+        """
+        s = self.settings
+        warned = False
+        while True:
+            rt = self.runtime
+            if rt is not None and rt.pricing is not None:
+                try:
+                    result = await asyncio.to_thread(update_dataset, s.data_dir, rt.pricing.dataset,
+                                                     s.pricing.update_url or None)
+                    table = await asyncio.to_thread(PriceTable.load, s.pricing.file, s.data_dir)
+                    rt.pricing = table
+                    warned = False
+                    log.info("prices refreshed from %s: %s", result.dataset.source_url,
+                             "; ".join(result.changes[:10]) if result.changes else "no changes")
+                except (FetchError, DatasetError, ValueError, OSError) as exc:
+                    level = logging.DEBUG if warned else logging.WARNING
+                    log.log(level, "price refresh failed (%s); keeping %s%s", exc, rt.pricing.dataset.label,
+                            "" if warned else " (further failures are logged at DEBUG until one succeeds)")
+                    warned = True
+            await asyncio.sleep(s.pricing.update_interval_s)
 
     async def stop(self) -> None:
         rt = self.runtime

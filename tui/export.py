@@ -24,6 +24,8 @@ CSV_COLUMNS = [
     "id", "time", "requestId", "domain", "accountId", "method", "path", "model", "stream", "status",
     "errorType", "errorMessage", "latencyMs", "ttftMs", "inputTokens", "outputTokens",
     "cacheCreationTokens", "cacheReadTokens", "totalTokens", "costUsd", "requestType",
+    "serviceTier", "speed", "inferenceGeo", "webSearchRequests", "webFetchRequests", "thinkingTokens",
+    "webSearchCostUsd", "priceSource",
 ]
 
 
@@ -64,7 +66,9 @@ def _csv_row(r: dict[str, Any]) -> list[Any]:
             r.get("method"), r.get("path"), r.get("model"), r.get("stream"), r.get("status"),
             r.get("errorType"), r.get("errorMessage"), r.get("latencyMs"), r.get("ttftMs"),
             t.get("input"), t.get("output"), t.get("cacheCreation"), t.get("cacheRead"), t.get("total"),
-            r.get("costUsd"), r.get("requestType")]
+            r.get("costUsd"), r.get("requestType"), r.get("serviceTier"), r.get("speed"), r.get("inferenceGeo"),
+            r.get("webSearchRequests"), r.get("webFetchRequests"), r.get("thinkingTokens"),
+            r.get("webSearchCostUsd"), r.get("priceSource")]
 
 
 async def write_csv(client: DashboardClient, q: Query, path: Path, page: int = 500,

@@ -125,6 +125,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="e.g. 30d")
     q.add_argument("--rollups", action="store_true", help="also delete per-minute rollups that old")
     q.set_defaults(target="nexus.cli.db:cli_prune")
+    q = dbsub.add_parser("reprice", help="recompute stored costs (and rollups) with the current prices")
+    q.add_argument("--since", type=parse_duration, default=30 * 86400.0, metavar="DURATION",
+                   help="records created in this last span, e.g. 30d (default 30d)")
+    q.add_argument("--model", default=None, help="only records of this model id (as stored)")
+    q.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
+    q.add_argument("--batch-size", type=int, default=2000, help=argparse.SUPPRESS)
+    q.set_defaults(target="nexus.cli.db:cli_reprice")
+    p.set_defaults(target=None, _help=p)
+
+    p = sub.add_parser("prices", help="the price table: rates in force, refresh the dataset")
+    psub = p.add_subparsers(dest="prices_command", metavar="ACTION", parser_class=_Parser)
+    q = psub.add_parser("show", help="rates of a model (per million tokens) and where they come from")
+    q.add_argument("model", metavar="MODEL", help="a model id as clients send it, e.g. claude-fable-5-1")
+    q.add_argument("--at", default=None, metavar="DATE", help="the rates in force then (YYYY-MM-DD or ISO time; default now)")
+    q.add_argument("--speed", choices=("standard", "fast"), default=None, help="fast mode rates")
+    q.add_argument("--geo", default=None, metavar="GEO", help="inference geo, e.g. us (US-only inference)")
+    q.add_argument("--service-tier", choices=("standard", "priority", "batch"), default=None,
+                   help="service tier (batch: Message Batches rates)")
+    q.set_defaults(target="nexus.cli.prices:cli_show")
+    q = psub.add_parser("update", help="fetch a newer genai-prices dataset into the data dir, validated")
+    q.add_argument("--from", dest="source", default=None, metavar="URL|FILE",
+                   help="where to read it (default: genai-prices' own data.json URL)")
+    q.add_argument("--dry-run", action="store_true", help="validate and show what would change, keep the old data")
+    q.set_defaults(target="nexus.cli.prices:cli_update")
     p.set_defaults(target=None, _help=p)
     return parser
 

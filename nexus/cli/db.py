@@ -1,4 +1,4 @@
-"""``nexus db url | migrate | status | prune``: database chores from the shell."""
+"""``nexus db url | migrate | status | prune | reprice``: database chores from the shell."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from nexus.core.settings import Settings
 from nexus.store.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from nexus.store.migrate import applied_versions, available_migrations, migrate
 from nexus.store.partitions import drop_partitions_before, ensure_partitions_around, existing_partition_days
+from nexus.store.reprice import count_candidates, reprice
 
 
 def _dsn(settings: Settings, start_embedded: bool) -> tuple[str, EmbeddedPostgres | None]:
@@ -113,6 +114,76 @@ def cli_prune(args: Any, settings: Settings) -> int:
         finally:
             await conn.close()
         print(f"dropped {len(dropped)} partitions older than {cutoff}" + (": " + ", ".join(dropped) if dropped else ""))
+        return 0
+
+    return _run(settings, body)
+
+
+class _Progress:
+    """A one-line progress bar on a terminal; a line every 10 % otherwise (logs, CI)."""
+
+    def __init__(self, total: int, stream: Any = None) -> None:
+        self.total, self.done, self.stream = max(total, 0), 0, stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last_decile = -1
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        frac = self.done / self.total if self.total else 1.0
+        if self.tty:
+            bar = "#" * int(frac * 30)
+            self.stream.write(f"\r  [{bar:<30}] {self.done}/{self.total} records")
+            self.stream.flush()
+        elif int(frac * 10) > self._last_decile:
+            self._last_decile = int(frac * 10)
+            self.stream.write(f"  {self.done}/{self.total} records ({frac:.0%})\n")
+
+    def close(self) -> None:
+        if self.tty and self.done:
+            self.stream.write("\n")
+
+
+def cli_reprice(args: Any, settings: Settings) -> int:
+    """Recompute ``cost_usd`` of stored records with the prices in force now (nexus/store/reprice.py)."""
+    from nexus.pricing import PriceTable
+
+    seconds = float(args.since)
+    if args.batch_size < 1:
+        raise CommandError("--batch-size must be at least 1", 2)
+    try:
+        table = PriceTable.load(settings.pricing.file, settings.data_dir)
+    except ValueError as exc:
+        raise CommandError(str(exc), 2) from None
+
+    async def body(dsn: str) -> int:
+        conn = await _connect(dsn)
+        try:
+            if 4 not in await applied_versions(conn):
+                raise CommandError("the database schema is not up to date: run `nexus db migrate` first")
+            since = datetime.now(UTC) - timedelta(seconds=seconds)
+            total = await count_candidates(conn, since, args.model)
+            mode = " (dry run: nothing is written)" if args.dry_run else ""
+            print(f"repricing {total} records since {since.isoformat(timespec='seconds')}"
+                  + (f" of model {args.model}" if args.model else "") + f" with {table.dataset.label}"
+                  + (f" + {table.file}" if table.file else "") + mode)
+            bar = _Progress(total)
+            try:
+                summary = await reprice(conn, table, since=since, model=args.model, dry_run=args.dry_run,
+                                        batch_size=args.batch_size, progress=bar)
+            finally:
+                bar.close()
+        finally:
+            await conn.close()
+        verb = "would change" if args.dry_run else "changed"
+        print(f"records scanned: {summary.scanned}, cost {verb}: {summary.changed} "
+              f"(newly priced {summary.newly_priced}, newly unpriced {summary.newly_unpriced}); "
+              f"price source filled in: {summary.annotated}")
+        print(f"total cost: ${summary.old_total:.6f} -> ${summary.new_total:.6f} "
+              f"({summary.new_total - summary.old_total:+.6f})")
+        for m, n in sorted(summary.changed_by_model.items(), key=lambda kv: (-kv[1], kv[0]))[:20]:
+            print(f"  {m or '(no model)'}: {n} {verb}")
+        if not args.dry_run:
+            print(f"per-minute rollups refreshed: {summary.minutes_refreshed} minutes")
         return 0
 
     return _run(settings, body)

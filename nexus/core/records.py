@@ -51,6 +51,15 @@ class Record:
     ttft_ms: float | None = None
     cost_usd: Decimal | None = None  # None = unpriced (unknown model), never a fake $0
     request_type: str = REQUEST_TYPE_MESSAGES
+    # Billing dimensions as Anthropic reported them in ``usage`` (docs/pricing.md).
+    service_tier: str | None = None  # standard | priority | batch
+    speed: str | None = None  # fast = fast mode
+    inference_geo: str | None = None  # us = US-only inference
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+    thinking_tokens: int = 0  # part of output_tokens
+    price_source: str | None = None  # which price layer priced it ("genai-prices 0.2.3+overlay", "file")
+    web_search_cost_usd: Decimal | None = None  # the web-search part of cost_usd
     instance_id: str | None = None
     # Stored only per STORE_BODIES; secrets already redacted.
     request_headers: dict[str, str] | None = None
@@ -104,16 +113,28 @@ class Record:
             "costUsd": None if self.cost_usd is None else float(self.cost_usd),
             "requestType": self.request_type,
             "instanceId": self.instance_id,
+            "serviceTier": self.service_tier,
+            "speed": self.speed,
+            "inferenceGeo": self.inference_geo,
+            "webSearchRequests": self.web_search_requests,
+            "webFetchRequests": self.web_fetch_requests,
+            "thinkingTokens": self.thinking_tokens,
+            "priceSource": self.price_source,
+            "webSearchCostUsd": None if self.web_search_cost_usd is None else float(self.web_search_cost_usd),
         }
 
     @classmethod
     def from_journal(cls, d: dict[str, Any]) -> Record:
-        """Rebuild a record from its journal line (``orjson.dumps(record, default=str)``)."""
+        """Rebuild a record from its journal line (``orjson.dumps(record, default=str)``).
+
+        Lines written before a field existed load with that field's default.
+        """
         d = dict(d)
         d["id"] = uuid.UUID(d["id"])
         d["created_at"] = datetime.fromisoformat(d["created_at"])
-        if d.get("cost_usd") is not None:
-            d["cost_usd"] = Decimal(d["cost_usd"])
+        for money in ("cost_usd", "web_search_cost_usd"):
+            if d.get(money) is not None:
+                d[money] = Decimal(d[money])
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 

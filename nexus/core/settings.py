@@ -109,6 +109,9 @@ class LoggingSettings:
 @dataclass(frozen=True)
 class PricingSettings:
     file: Path | None = setting("PRICING_FILE", None, "JSON overriding/extending the price table")
+    auto_update: bool = setting("PRICES_AUTO_UPDATE", False, "refresh the genai-prices dataset in the background")
+    update_url: str = setting("PRICES_UPDATE_URL", "", "where the refresh reads it (empty: genai-prices' data.json)")
+    update_interval_s: float = setting("PRICES_UPDATE_INTERVAL_S", 86400.0, "seconds between background refreshes")
 
 
 @dataclass(frozen=True)

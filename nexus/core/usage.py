@@ -22,7 +22,12 @@ Streaming shape (from Anthropic's Messages streaming docs)::
     data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}
 
     event: message_delta
-    data: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":15}}
+    data: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":15,
+           "server_tool_use":{"web_search_requests":2},"output_tokens_details":{"thinking_tokens":9}}}
+
+``usage`` also carries the billing dimensions: ``service_tier``, ``speed``, ``inference_geo``,
+``server_tool_use.web_search_requests`` / ``web_fetch_requests`` and ``output_tokens_details.
+thinking_tokens`` (part of output), in ``message_start`` and/or ``message_delta``; later non-null wins.
 
 An ``error`` event (``{"type":"error","error":{"type":"overloaded_error",…}}``) can arrive inside a
 stream whose HTTP status was 200; it makes the exchange an error.
@@ -34,16 +39,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = [
-    "MAX_ERROR_MESSAGE_CHARS",
-    "MAX_EVENT_BYTES",
-    "StreamUsageParser",
-    "Usage",
-    "count_tokens_from_body",
-    "error_from_body",
-    "usage_from_body",
-    "usage_from_message",
-]
+__all__ = ["MAX_ERROR_MESSAGE_CHARS", "MAX_EVENT_BYTES", "StreamUsageParser", "Usage", "count_tokens_from_body",
+           "error_from_body", "usage_from_body", "usage_from_message"]
 
 # An event (or a single line) longer than this is dropped: real usage-bearing events are a few
 # hundred bytes, and the proxy must not grow without bound on a broken upstream.
@@ -51,6 +48,8 @@ MAX_EVENT_BYTES = 1024 * 1024
 MAX_ERROR_MESSAGE_CHARS = 1000
 # Larger "token counts" are garbage (and would overflow bigint arithmetic downstream); ignore them.
 _MAX_TOKENS = 10**12
+# service_tier / speed / inference_geo are short enum-like words; longer values are cut.
+MAX_DIMENSION_CHARS = 32
 
 # Events whose JSON we need to read; everything else is skipped without parsing (cheap tee).
 _PARSED_EVENTS = frozenset({"message_start", "message_delta", "error"})
@@ -71,6 +70,12 @@ class Usage:
     cache_creation_5m_tokens: int = 0
     cache_creation_1h_tokens: int = 0
     cache_read_input_tokens: int = 0
+    service_tier: str | None = None
+    speed: str | None = None
+    inference_geo: str | None = None
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+    thinking_tokens: int = 0  # part of output_tokens (priced as output), reported apart
     model: str | None = None
     message_id: str | None = None
     stop_reason: str | None = None
@@ -135,6 +140,16 @@ def _apply_usage(usage: Usage, raw: Any, *, from_delta: bool) -> None:
     put("input_tokens", raw.get("input_tokens"), from_delta)
     put("output_tokens", raw.get("output_tokens"), False)
     put("cache_read_input_tokens", raw.get("cache_read_input_tokens"), from_delta)
+    for attr in ("service_tier", "speed", "inference_geo"):
+        text = _as_str(raw.get(attr), MAX_DIMENSION_CHARS)
+        if text is not None:
+            setattr(usage, attr, text)
+    tools, details = raw.get("server_tool_use"), raw.get("output_tokens_details")
+    if isinstance(tools, dict):
+        put("web_search_requests", tools.get("web_search_requests"), from_delta)
+        put("web_fetch_requests", tools.get("web_fetch_requests"), from_delta)
+    if isinstance(details, dict):
+        put("thinking_tokens", details.get("thinking_tokens"), False)
 
     total = _as_tokens(raw.get("cache_creation_input_tokens"))
     split = raw.get("cache_creation")

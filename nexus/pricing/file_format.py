@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from nexus.pricing.rates import MILLION, MULT_1H, MULT_5M, MULT_READ, PricePeriod, Rates
+from nexus.pricing.rates import MILLION, MULT_1H, MULT_5M, MULT_READ, WEB_SEARCH_PER_1000, PricePeriod, Rates
 
 
 class PriceEntryError(Exception):
@@ -50,12 +50,14 @@ def _rates_from(entry: dict[str, Any], where: str) -> Rates:
             return inp * mult
         return _money(entry[key], f"{where}.{key}")
 
+    search = entry.get("web_search")
     return Rates(
         input=inp,
         output=_money(entry["output"], f"{where}.output"),
         cache_write_5m=opt("cache_write_5m", MULT_5M),
         cache_write_1h=opt("cache_write_1h", MULT_1H),
         cache_read=opt("cache_read", MULT_READ),
+        web_search=WEB_SEARCH_PER_1000 if search is None else _money(search, f"{where}.web_search"),
     )
 
 
@@ -89,7 +91,12 @@ def period_from(entry: Any, where: str) -> PricePeriod:
             raise PriceEntryError(f"{where}.long_prompt.above must be a non-negative integer")
         above = threshold
         long_rates = _rates_from(long, f"{where}.long_prompt")
-    return PricePeriod(_parse_when(entry.get("effective_from"), where), rates, above, long_rates)
+    fast: Rates | None = None
+    if entry.get("fast") is not None:
+        if not isinstance(entry["fast"], dict):
+            raise PriceEntryError(f"{where}.fast must be an object")
+        fast = _rates_from(entry["fast"], f"{where}.fast")
+    return PricePeriod(_parse_when(entry.get("effective_from"), where), rates, above, long_rates, fast)
 
 
 def aliases_from(entry: dict[str, Any], where: str) -> list[str]:
@@ -110,6 +117,8 @@ def period_json(period: PricePeriod) -> dict[str, Any]:
     out.update(period.rates.as_dict())
     if period.long_rates is not None and period.long_prompt_above is not None:
         out["long_prompt"] = {"above": period.long_prompt_above, **period.long_rates.as_dict()}
+    if period.fast is not None:
+        out["fast"] = period.fast.as_dict()
     return out
 
 

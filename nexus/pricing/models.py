@@ -62,3 +62,9 @@ def normalize_model_id(model: str) -> str:
     if int(major) <= 3:
         return f"claude-{version}-{tier}"
     return f"claude-{tier}-{version}"
+
+
+def family_key(model: str) -> str:
+    """``normalize_model_id``, except for ids it would strip to a bare ``claude`` (``claude-v1``)."""
+    key = normalize_model_id(model)
+    return key if key.startswith("claude-") or not model.lower().startswith("claude") else model.strip().lower()

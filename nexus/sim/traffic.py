@@ -15,6 +15,9 @@ Shape of the traffic:
   on a subscription sends it.
 * Each account has a long system prompt marked ``cache_control``: the upstream reports a cache
   write the first time and cache reads afterwards, as the real API does.
+* Every billing dimension shows up: some fast-mode calls (``speed: fast``) on the models that
+  offer it, US-only inference (``inference_geo: us``; the research team always asks for it),
+  server-side web searches and fetches, extended thinking.
 
 Only aiohttp is used (``nexus/`` must not import Quart or Textual).
 """
@@ -34,6 +37,8 @@ from typing import Any
 
 import aiohttp
 import orjson
+
+from nexus.sim.traffic_content import _BETAS, _FILLER, _TASKS, _TOOLS, add_billing
 
 __all__ = ["TrafficProfile", "run_traffic", "DOMAINS", "MODELS", "UNKNOWN_MODEL"]
 
@@ -97,11 +102,14 @@ UNKNOWN_MODEL = "claude-nebula-preview"
 """A model id no price table knows: the monitor must show it as unpriced, never as $0."""
 
 MODELS: tuple[_Model, ...] = (
-    _Model("claude-sonnet-4-5-20250929", 0.40, 650, 18),
-    _Model("claude-haiku-4-5-20251001", 0.28, 280, 7),
-    _Model("claude-opus-4-5-20251101", 0.12, 1200, 30),
-    _Model("claude-opus-4-1-20250805", 0.08, 1400, 35),
-    _Model("claude-opus-4-6", 0.10, 1100, 28),
+    _Model("claude-sonnet-4-5-20250929", 0.26, 650, 18),
+    _Model("claude-haiku-4-5-20251001", 0.22, 280, 7),
+    _Model("claude-sonnet-5-5", 0.14, 600, 16),
+    _Model("claude-opus-5-5", 0.10, 1100, 26),
+    _Model("claude-opus-4-5-20251101", 0.06, 1200, 30),
+    _Model("claude-opus-4-1-20250805", 0.04, 1400, 35),
+    _Model("claude-opus-4-6", 0.08, 1100, 28),
+    _Model("claude-fable-5-1", 0.06, 1500, 35),
     _Model(UNKNOWN_MODEL, 0.02, 700, 20),
 )
 
@@ -110,33 +118,6 @@ _ACCOUNTS: tuple[_Account, ...] = tuple(
              cache_ttl="1h" if domain == "ci.example.com" else "5m")
     for domain, names in DOMAINS.items() for name in names
 )
-
-_TASKS = (
-    "Refactor the retry loop in client.py so that backoff is capped and jittered.",
-    "Why does this test fail only on CI? The traceback is below.",
-    "Write a SQL query for the p95 latency per hour over the last day.",
-    "Summarise the diff and suggest a commit message.",
-    "Explain what this regular expression matches and give three counterexamples.",
-    "Add type hints to the module and fix whatever mypy reports.",
-    "Draft release notes for version 2.3 from these merged pull requests.",
-    "Find the memory leak: RSS grows by 40 MB an hour under steady load.",
-    "Convert this bash script to Python, keeping the exit codes.",
-    "Review this migration for locking problems on a 200 GB table.",
-)
-_FILLER = ("def handler(request):\n    body = await request.get_json()\n    return jsonify(process(body))\n"
-           "# context line from the repository, included so the prompt has a realistic size\n")
-
-_TOOLS = [
-    {"name": "read_file", "description": "Read a file from the workspace",
-     "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}},
-    {"name": "run_tests", "description": "Run the test suite, optionally filtered",
-     "input_schema": {"type": "object", "properties": {"filter": {"type": "string"},
-                                                       "verbose": {"type": "boolean"}}, "required": ["filter"]}},
-]
-
-_BETAS = ("prompt-caching-2024-07-31", "interleaved-thinking-2025-05-14", "context-1m-2025-08-07",
-          "fine-grained-tool-streaming-2025-05-14")
-
 
 def _system_prompt(account: _Account) -> str:
     """A long, per-account, stable system prompt: the cacheable prefix of every request."""
@@ -165,6 +146,10 @@ class _Generator:
         self.count_tokens = 0
         self.tool_use = 0
         self.cache_reads = 0
+        self.fast = 0
+        self.us_only = 0
+        self.web_search = 0
+        self.thinking = 0
         self.cancelled = 0
         self._callback_failed = False
         self._systems = {a: _system_prompt(a) for a in _ACCOUNTS}
@@ -221,11 +206,14 @@ class _Generator:
         body["system"] = [system_block]
         tool = kind == "message" and rng.random() < 0.08
         if tool:
-            body["tools"] = _TOOLS
+            body["tools"] = list(_TOOLS)
             body["tool_choice"] = {"type": "any"}
+        dims = add_billing(rng, body, model.id, account.domain == "research.example.org") if kind == "message" else {}
         if kind == "message":
             max_tokens = rng.choice((1024, 4096, 8192, 16000, 32000))
             body["max_tokens"] = max_tokens
+            if dims.get("thinking"):
+                body["thinking"] = {"type": "enabled", "budget_tokens": max(512, min(4096, max_tokens // 2))}
             out = min(max_tokens, max(1, int(rng.lognormvariate(5.2, 0.9))))
             headers["x-mock-output-tokens"] = str(out)
             headers["x-mock-events"] = str(max(2, min(16, out // 40)))
@@ -240,7 +228,7 @@ class _Generator:
         if account.domain != "ci.example.com" and kind == "message":
             path += "?beta=true"  # Claude Code's habit; the proxy must pass query strings on
         return {"account": account, "model": model.id, "kind": kind, "stream": stream, "error": error,
-                "tool": tool, "path": path, "headers": headers, "body": orjson.dumps(body)}
+                "tool": tool, "path": path, "headers": headers, "body": orjson.dumps(body), **dims}
 
     # ---------------------------------------------------------------- sending
 
@@ -256,6 +244,10 @@ class _Generator:
             self.count_tokens += 1
         if plan["tool"]:
             self.tool_use += 1
+        self.fast += plan.get("fast", False)
+        self.us_only += plan.get("us_only", False)
+        self.web_search += plan.get("web_search", False)
+        self.thinking += plan.get("thinking", False)
         result: dict[str, Any] = {
             "ts": time.time(), "domain": account.domain, "account": account.name, "model": plan["model"],
             "kind": plan["kind"], "stream": plan["stream"], "status": 0, "ok": False, "error_type": None,
@@ -375,7 +367,8 @@ async def run_traffic(
     ``stop`` is set, scheduling ends at once and in-flight requests get ``drain_s`` to finish.
 
     Returns ``{sent, ok, errors, by_status, by_model, by_domain, by_error_type, streams,
-    count_tokens, tool_use, cache_reads, cancelled, duration_s}``; ``by_status`` maps the HTTP
+    count_tokens, tool_use, cache_reads, fast, us_only, web_search, thinking, cancelled, duration_s}``;
+    ``by_status`` maps the HTTP
     status (0: no response) to a count.
     """
     gen = _Generator(proxy_url, profile, on_result)
@@ -443,5 +436,6 @@ async def run_traffic(
         "by_model": dict(gen.by_model), "by_domain": dict(gen.by_domain),
         "by_error_type": dict(gen.by_error_type), "streams": gen.streams,
         "count_tokens": gen.count_tokens, "tool_use": gen.tool_use, "cache_reads": gen.cache_reads,
+        "fast": gen.fast, "us_only": gen.us_only, "web_search": gen.web_search, "thinking": gen.thinking,
         "cancelled": gen.cancelled, "duration_s": round(time.monotonic() - started, 3),
     }

@@ -25,6 +25,16 @@ class RollupCounters:
     unpriced: int = 0
     latency_sum: float = 0.0
     hist: list[int] = field(default_factory=empty_hist)
+    # The cost breakdown by billing dimension (docs/pricing.md): requests and their cost.
+    fast: int = 0
+    fast_cost: Decimal = Decimal(0)
+    geo_us: int = 0
+    geo_us_cost: Decimal = Decimal(0)
+    web_search: int = 0  # searches, not requests
+    web_search_cost: Decimal = Decimal(0)
+    web_fetch: int = 0
+    thinking: int = 0
+    unpriced_tokens: int = 0
 
     def merge(self, other: RollupCounters) -> None:
         self.requests += other.requests
@@ -37,3 +47,12 @@ class RollupCounters:
         self.unpriced += other.unpriced
         self.latency_sum += other.latency_sum
         self.hist = [a + b for a, b in zip(self.hist, other.hist, strict=True)]
+        self.fast += other.fast
+        self.fast_cost += other.fast_cost
+        self.geo_us += other.geo_us
+        self.geo_us_cost += other.geo_us_cost
+        self.web_search += other.web_search
+        self.web_search_cost += other.web_search_cost
+        self.web_fetch += other.web_fetch
+        self.thinking += other.thinking
+        self.unpriced_tokens += other.unpriced_tokens

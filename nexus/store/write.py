@@ -29,7 +29,8 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "status_code", "error_type", "error_message", "input_tokens", "output_tokens",
     "cache_creation_input_tokens", "cache_creation_5m_tokens", "cache_creation_1h_tokens",
     "cache_read_input_tokens", "counted_tokens", "response_time_ms", "ttft_ms", "cost_usd",
-    "request_type", "instance_id",
+    "request_type", "instance_id", "service_tier", "speed", "inference_geo", "web_search_requests",
+    "web_fetch_requests", "thinking_tokens", "price_source", "web_search_cost_usd",
 )
 _COLS = ", ".join(RECORD_COLUMNS)
 _TMP = "_nexus_incoming"
@@ -99,11 +100,25 @@ def _rollup_into(out: dict[RollupKey, RollupCounters], minutes: dict[int, dateti
         agg.output += r.output_tokens
         agg.cache_creation += r.cache_creation_input_tokens
         agg.cache_read += r.cache_read_input_tokens
-        if r.cost_usd is None:
+        cost = r.cost_usd
+        if cost is None:
             if r.request_type == REQUEST_TYPE_MESSAGES and r.model:
                 agg.unpriced += 1
+                agg.unpriced_tokens += r.total_tokens
         else:
-            agg.cost += r.cost_usd
+            agg.cost += cost
+            if r.speed == "fast":
+                agg.fast += 1
+                agg.fast_cost += cost
+            if r.inference_geo == "us":
+                agg.geo_us += 1
+                agg.geo_us_cost += cost
+        if r.web_search_requests:
+            agg.web_search += r.web_search_requests
+            if r.web_search_cost_usd is not None:
+                agg.web_search_cost += r.web_search_cost_usd
+        agg.web_fetch += r.web_fetch_requests
+        agg.thinking += r.thinking_tokens
         agg.latency_sum += r.response_time_ms
         agg.hist[bucket_index(r.response_time_ms)] += 1
 
@@ -111,8 +126,9 @@ def _rollup_into(out: dict[RollupKey, RollupCounters], minutes: dict[int, dateti
 _ROLLUP_UPSERT = """
 INSERT INTO api_requests_minute AS m (bucket, domain, account_id, model, requests, errors, input_tokens,
     output_tokens, cache_creation_input_tokens, cache_read_input_tokens, cost_usd, unpriced_requests,
-    latency_sum_ms, latency_hist)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+    latency_sum_ms, latency_hist, fast_requests, fast_cost_usd, geo_us_requests, geo_us_cost_usd,
+    web_search_requests, web_search_cost_usd, web_fetch_requests, thinking_tokens, unpriced_tokens)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
 ON CONFLICT (bucket, domain, account_id, model) DO UPDATE SET
     requests = m.requests + EXCLUDED.requests,
     errors = m.errors + EXCLUDED.errors,
@@ -123,8 +139,25 @@ ON CONFLICT (bucket, domain, account_id, model) DO UPDATE SET
     cost_usd = m.cost_usd + EXCLUDED.cost_usd,
     unpriced_requests = m.unpriced_requests + EXCLUDED.unpriced_requests,
     latency_sum_ms = m.latency_sum_ms + EXCLUDED.latency_sum_ms,
-    latency_hist = nexus_array_add(m.latency_hist, EXCLUDED.latency_hist)
+    latency_hist = nexus_array_add(m.latency_hist, EXCLUDED.latency_hist),
+    fast_requests = m.fast_requests + EXCLUDED.fast_requests,
+    fast_cost_usd = m.fast_cost_usd + EXCLUDED.fast_cost_usd,
+    geo_us_requests = m.geo_us_requests + EXCLUDED.geo_us_requests,
+    geo_us_cost_usd = m.geo_us_cost_usd + EXCLUDED.geo_us_cost_usd,
+    web_search_requests = m.web_search_requests + EXCLUDED.web_search_requests,
+    web_search_cost_usd = m.web_search_cost_usd + EXCLUDED.web_search_cost_usd,
+    web_fetch_requests = m.web_fetch_requests + EXCLUDED.web_fetch_requests,
+    thinking_tokens = m.thinking_tokens + EXCLUDED.thinking_tokens,
+    unpriced_tokens = m.unpriced_tokens + EXCLUDED.unpriced_tokens
 """
+
+
+def rollup_rows(agg: dict[RollupKey, RollupCounters]) -> list[tuple]:
+    """Parameters of ``_ROLLUP_UPSERT`` for each group."""
+    return [(k[0], k[1], k[2], k[3], a.requests, a.errors, a.input, a.output, a.cache_creation, a.cache_read,
+             a.cost, a.unpriced, a.latency_sum, a.hist, a.fast, a.fast_cost, a.geo_us, a.geo_us_cost,
+             a.web_search, a.web_search_cost, a.web_fetch, a.thinking, a.unpriced_tokens)
+            for k, a in agg.items()]
 
 _BODY_INSERT = """
 INSERT INTO api_request_bodies (request_uuid, created_at, request_headers, response_headers,
@@ -145,7 +178,7 @@ def _clean_text(value: str | None) -> str | None:
 
 
 _TEXT_FIELDS = ("domain", "account_id", "model", "path", "error_type", "error_message", "request_id",
-                "method", "request_body", "response_body")
+                "method", "request_body", "response_body", "service_tier", "speed", "inference_geo")
 _texts = operator.attrgetter(*_TEXT_FIELDS)
 
 
@@ -186,14 +219,7 @@ async def insert_records(conn: asyncpg.Connection, records: Sequence[Record],
             new = len(inserted_ids)
         if fresh:
             agg = await rollup(fresh)
-            await conn.executemany(
-                _ROLLUP_UPSERT,
-                [
-                    (k[0], k[1], k[2], k[3], a.requests, a.errors, a.input, a.output,
-                     a.cache_creation, a.cache_read, a.cost, a.unpriced, a.latency_sum, a.hist)
-                    for k, a in agg.items()
-                ],
-            )
+            await conn.executemany(_ROLLUP_UPSERT, rollup_rows(agg))
             bodies = [r for r in fresh if r.has_bodies]
             if bodies:
                 await conn.executemany(

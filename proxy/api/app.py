@@ -33,6 +33,7 @@ from proxy.api.params import (
     parse_time,
     raw_param,
 )
+from proxy.api.pricing_view import pricing_json
 from proxy.api.responses import database_unavailable, error_response, json_response
 from proxy.api.sse import DEFAULT_HEARTBEAT_S, sse_response
 from proxy.runtime import Runtime
@@ -215,6 +216,7 @@ def create_dashboard_app(runtime: Runtime, *, auth_max_failures: int = 20, rollu
         detail = await queries().request_detail(request_uuid)
         if detail is None:
             return error_response(404, "not_found_error", f"no request with id {request_uuid}")
+        detail["pricing"] = pricing_json(runtime.pricing, detail["request"])
         return json_response(detail)
 
     @app.get("/api/errors")

@@ -79,13 +79,32 @@ def _schemas() -> dict[str, Any]:
     group = {
         "requests": _INT, "errors": _INT, "errorRate": _NUM, "tokens": _ref("Tokens"), "costUsd": _NUM,
         "unpricedRequests": _INT, "avgLatencyMs": _NUM_OR_NULL, "p95LatencyMs": _NUM_OR_NULL,
+        "byDimension": _ref("CostByDimension"),
     }
+    dim = {"requests": _INT, "costUsd": _NUM, "shareOfCost": _NUM}
+    by_dimension = _obj({
+        "fast": _obj(dim), "usOnly": _obj(dim),
+        "webSearch": _obj({"searches": _INT, "costUsd": _NUM, "shareOfCost": _NUM}),
+        "webFetch": _obj({"fetches": _INT}), "thinkingTokens": _INT,
+    })
+    per_part = {k: _NUM for k in ("input", "output", "cacheWrite5m", "cacheWrite1h", "cacheRead")}
+    pricing = {"type": ["object", "null"], "properties": {
+        "family": _STR, "source": _STR, "ratesPerMillionTokens": _obj(per_part), "webSearchPer1000": _NUM,
+        "longPromptAbove": {"type": ["integer", "null"]},
+        "multipliers": {"type": "array", "items": _obj({"name": _STR, "factor": _NUM})},
+        "partsUsd": _obj({**per_part, "webSearch": _NUM}), "totalUsd": _NUM, "matchesStored": {"type": "boolean"},
+    }, "required": ["family", "source", "ratesPerMillionTokens", "webSearchPer1000", "longPromptAbove",
+                    "multipliers", "partsUsd", "totalUsd", "matchesStored"]}
     request_row = _obj({
         "id": {"type": "string", "format": "uuid"}, "time": _TIME, "requestId": _STR_OR_NULL, "domain": _STR,
         "accountId": _STR_OR_NULL, "method": _STR, "path": _STR, "model": _STR_OR_NULL, "stream": {"type": "boolean"},
         "status": _INT, "errorType": _STR_OR_NULL, "errorMessage": _STR_OR_NULL, "latencyMs": _NUM_OR_NULL,
         "ttftMs": _NUM_OR_NULL, "tokens": _ref("Tokens"), "costUsd": _NUM_OR_NULL, "requestType": _STR,
         "countedTokens": {"type": ["integer", "null"]}, "instanceId": _STR_OR_NULL,
+        "cacheWrite5mTokens": _INT, "cacheWrite1hTokens": _INT,
+        "serviceTier": _STR_OR_NULL, "speed": _STR_OR_NULL, "inferenceGeo": _STR_OR_NULL,
+        "webSearchRequests": _INT, "webFetchRequests": _INT, "thinkingTokens": _INT,
+        "priceSource": _STR_OR_NULL, "webSearchCostUsd": _NUM_OR_NULL,
     })
     window = _obj({
         "accountId": _STR, "active": {"type": "boolean"}, "windowMinutes": _INT, "windowStart": _TIME,
@@ -100,6 +119,7 @@ def _schemas() -> dict[str, Any]:
     return {
         "Error": _obj({"error": _obj({"type": _STR, "message": _STR, "param": _STR}, ["type", "message"])}),
         "Tokens": tokens,
+        "CostByDimension": by_dimension,
         "RequestRow": request_row,
         "TokenWindow": window,
         "Health": _obj({"status": {"enum": ["ok", "degraded"]},
@@ -113,6 +133,7 @@ def _schemas() -> dict[str, Any]:
             "latencyMs": _obj({"avg": _NUM_OR_NULL, "p50": _NUM_OR_NULL, "p95": _NUM_OR_NULL,
                                "p99": _NUM_OR_NULL, "method": {"enum": ["exact", "histogram"]}}),
             "costUsd": _NUM, "unpricedRequests": _INT, "requestsPerMinute": _INT,
+            "byDimension": _ref("CostByDimension"),
             "byModel": {"type": "array", "items": _obj({"model": _STR, **group})},
             "byDomain": {"type": "array", "items": _obj({"domain": _STR, **group})},
         }),
@@ -147,6 +168,7 @@ def _schemas() -> dict[str, Any]:
             "bodies": {"type": ["object", "null"], "properties": {
                 "requestHeaders": headers, "responseHeaders": headers,
                 "requestBody": _STR_OR_NULL, "responseBody": _STR_OR_NULL}},
+            "pricing": pricing,
         }),
         "Errors": _obj({
             "since": _TIME, "until": _TIME, "totalErrors": _INT,
@@ -165,8 +187,10 @@ def _schemas() -> dict[str, Any]:
                 "byModel": {"type": "array", "items": _obj({"model": _STR, "costUsd": _NUM, "requests": _INT})},
             })},
             "byModel": {"type": "array", "items": _obj({"model": _STR, "costUsd": _NUM, "requests": _INT,
-                                                        "unpricedRequests": _INT})},
-            "unpriced": {"type": "array", "items": _obj({"model": _STR, "requests": _INT})},
+                                                        "unpricedRequests": _INT,
+                                                        "byDimension": _ref("CostByDimension")})},
+            "byDimension": _ref("CostByDimension"),
+            "unpriced": {"type": "array", "items": _obj({"model": _STR, "requests": _INT, "tokens": _INT})},
         }),
     }
 

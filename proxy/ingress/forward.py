@@ -90,6 +90,12 @@ class Exchange:
         r.cache_creation_5m_tokens = usage.cache_creation_5m_tokens
         r.cache_creation_1h_tokens = usage.cache_creation_1h_tokens
         r.cache_read_input_tokens = usage.cache_read_input_tokens
+        r.service_tier = usage.service_tier
+        r.speed = usage.speed
+        r.inference_geo = usage.inference_geo
+        r.web_search_requests = usage.web_search_requests
+        r.web_fetch_requests = usage.web_fetch_requests
+        r.thinking_tokens = usage.thinking_tokens
         if usage.model and not r.model:
             r.model = usage.model
         if usage.error_type and not r.error_type:
@@ -114,7 +120,9 @@ class Exchange:
             if r.request_type == REQUEST_TYPE_COUNT_TOKENS:
                 r.cost_usd = Decimal(0)
             else:
-                r.cost_usd = rt.pricing.cost(r.model, _usage_of(r), r.created_at)
+                price = rt.pricing.price(r.model, usage_of(r), r.created_at)
+                if price is not None:
+                    r.cost_usd, r.price_source, r.web_search_cost_usd = price.cost, price.source, price.web_search_cost
         mode = rt.settings.proxy.store_bodies
         if mode == "all" or (mode == "errors" and r.is_error):
             cap = rt.settings.proxy.max_stored_body_bytes
@@ -127,13 +135,16 @@ class Exchange:
             rt.recorder.submit(r)
 
 
-def _usage_of(r: Record) -> Usage:
+def usage_of(r: Record) -> Usage:
+    """What pricing reads of a record (its tokens and billing dimensions)."""
     return Usage(
         input_tokens=r.input_tokens, output_tokens=r.output_tokens,
         cache_creation_input_tokens=r.cache_creation_input_tokens,
         cache_creation_5m_tokens=r.cache_creation_5m_tokens,
         cache_creation_1h_tokens=r.cache_creation_1h_tokens,
         cache_read_input_tokens=r.cache_read_input_tokens, model=r.model,
+        service_tier=r.service_tier, speed=r.speed, inference_geo=r.inference_geo,
+        web_search_requests=r.web_search_requests,
     )
 
 

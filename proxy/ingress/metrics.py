@@ -16,7 +16,8 @@ from nexus.core.records import Record
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_LABEL_LEN = 120
-MAX_CACHED_CHILDREN = 10_000  # hostile Host headers must not grow the cache without bound
+MAX_CACHED_CHILDREN = 10_000
+UNPRICED_PLACEHOLDER = "other"  # the overflow label value of bounded labels  # hostile Host headers must not grow the cache without bound
 
 
 def _label(value: str | None, default: str = "unknown") -> str:
@@ -39,6 +40,9 @@ class Metrics:
                             registry=r)
         self.unpriced = Counter("claude_proxy_unpriced_requests", "Requests whose model has no known price",
                                 ["model"], registry=r)
+        # Exported from start (at 0): a labelled counter only appears once a label is used, and a
+        # dashboard panel over it would show "No data" instead of 0 until the first unpriced request.
+        self.unpriced.labels(model=UNPRICED_PLACEHOLDER)
         self.errors = Counter("claude_proxy_errors", "Failed exchanges by error type", ["error_type"],
                               registry=r)
         self.proxy_errors = Counter("claude_proxy_proxy_errors",

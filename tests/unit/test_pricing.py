@@ -9,12 +9,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import genai_prices
 import pytest
 
 from nexus.core.usage import Usage
 from nexus.pricing import PriceTable, Rates, normalize_model_id
 
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 M = 1_000_000
 
 
@@ -27,74 +28,145 @@ def D(s: str) -> Decimal:
     return Decimal(s)
 
 
-# (model, usage fields, expected $) -- each expected value worked out by hand from the issue's table.
-COST_CASES: list[tuple[str, dict[str, int], str]] = [
+# (model, usage fields, expected $). Each expected value is worked out by hand from Anthropic's
+# published rates ($/MTok: input / output / 5m write / 1h write / cache read; web search $10 per
+# 1,000), as the dataset has them; the rates are written here, never read from the library.
+COST_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("claude-sonnet-4-5-20250929", {"input_tokens": 1000, "output_tokens": 1000}, "0.018"),
-    # Opus 5.5: 4 / 20 / 5 / 8 / 0.20
-    (
-        "claude-opus-5-5",
-        {
-            "input_tokens": 10_000,
-            "output_tokens": 2_000,
-            "cache_creation_input_tokens": 2_000,
-            "cache_creation_5m_tokens": 1_000,
-            "cache_creation_1h_tokens": 1_000,
-            "cache_read_input_tokens": 50_000,
-        },
-        "0.103",  # 0.04 + 0.04 + 0.005 + 0.008 + 0.01
-    ),
+    # Fable 5.1: 10 / 50 / 12.5 / 20 / 0.25 (cache reads 0.025x input).
+    ("claude-fable-5-1", {"input_tokens": 10_000, "output_tokens": 2_000, "cache_read_input_tokens": 100_000,
+                          "cache_creation_input_tokens": 4_000}, "0.275"),  # 0.1 + 0.1 + 0.025 + 0.05
+    ("claude-fable-5-1-20260901", {"cache_read_input_tokens": M}, "0.25"),
+    # Fable 5.2: 8 / 40 / 10 / 16 / 0.2; fast mode 16 / 80 / 20 / 32 / 0.4.
+    ("claude-fable-5-2", {"input_tokens": 10_000, "output_tokens": 2_000, "cache_read_input_tokens": 100_000,
+                          "cache_creation_input_tokens": 4_000, "cache_creation_1h_tokens": 4_000}, "0.244"),
+    ("claude-fable-5-2", {"input_tokens": 10_000, "output_tokens": 2_000, "cache_read_input_tokens": 100_000,
+                          "cache_creation_input_tokens": 4_000, "cache_creation_1h_tokens": 4_000, "speed": "fast"},
+     "0.488"),
+    ("claude-fable-5-2-20261105", {"input_tokens": M}, "8"),  # a dated id
+    ("claude-fable-5-2", {"input_tokens": M, "output_tokens": M, "speed": "standard"}, "48"),
+    # Opus 5.5: 4 / 20 / 5 / 8 / 0.2; US-only inference 1.1x every token rate: 4.4 / 22 / 5.5 / 8.8 / 0.22.
+    ("claude-opus-5-5", {"input_tokens": 10_000, "output_tokens": 2_000, "cache_creation_input_tokens": 2_000,
+                         "cache_creation_5m_tokens": 1_000, "cache_creation_1h_tokens": 1_000,
+                         "cache_read_input_tokens": 50_000}, "0.103"),  # 0.04 + 0.04 + 0.005 + 0.008 + 0.01
+    ("claude-opus-5-5", {"input_tokens": 10_000, "output_tokens": 2_000, "cache_creation_input_tokens": 2_000,
+                         "cache_creation_5m_tokens": 1_000, "cache_creation_1h_tokens": 1_000,
+                         "cache_read_input_tokens": 50_000, "inference_geo": "us"},
+     "0.1133"),  # 0.044 + 0.044 + 0.0055 + 0.0088 + 0.011
+    ("claude-opus-5-5", {"input_tokens": M, "inference_geo": "global"}, "4"),
+    # Opus 5.5 fast: 8 / 40 / 10 / 16 / 0.4; fast and US-only stack: 8.8 / 44.
+    ("claude-opus-5-5", {"input_tokens": 10_000, "output_tokens": 2_000, "cache_read_input_tokens": 50_000,
+                         "speed": "fast"}, "0.18"),  # 0.08 + 0.08 + 0.02
+    ("claude-opus-5-5", {"input_tokens": M, "output_tokens": M, "speed": "fast", "inference_geo": "us"}, "52.8"),
+    # Web search: $10 per 1,000 searches on top of the tokens.
+    ("claude-sonnet-4-5", {"input_tokens": 1000, "output_tokens": 1000, "web_search_requests": 5}, "0.068"),
+    ("claude-sonnet-5-5", {"input_tokens": 2000, "output_tokens": 500, "web_search_requests": 5}, "0.059"),
+    # Web fetches cost nothing beyond their tokens; thinking tokens are part of output.
+    ("claude-sonnet-5-5", {"input_tokens": 2000, "output_tokens": 500, "web_fetch_requests": 7,
+                           "thinking_tokens": 400}, "0.009"),
+    # US-only on models that predate it: no multiplier (the API rejects the parameter there).
+    ("claude-sonnet-4-5", {"input_tokens": 1000, "output_tokens": 1000, "inference_geo": "us"}, "0.018"),
+    ("claude-opus-4-6", {"input_tokens": M, "inference_geo": "us"}, "5.5"),
+    ("claude-sonnet-4-6", {"output_tokens": M, "inference_geo": "us"}, "16.5"),
+    ("claude-haiku-5-5", {"output_tokens": M, "inference_geo": "us"}, "0.55"),
+    # Fast mode on a model without a fast price: standard rates.
+    ("claude-sonnet-5-5", {"input_tokens": M, "speed": "fast"}, "2"),
+    # Priority tier: billed at standard token rates.
+    ("claude-opus-5-5", {"input_tokens": M, "service_tier": "priority"}, "4"),
+    # 5-minute vs 1-hour cache writes (Sonnet 4.5: 3.75 vs 6; 200k prompt tokens is still the base tier).
+    ("claude-sonnet-4-5", {"cache_creation_input_tokens": 100_000, "cache_creation_5m_tokens": 100_000}, "0.375"),
+    ("claude-sonnet-4-5", {"cache_creation_input_tokens": 100_000, "cache_creation_1h_tokens": 100_000}, "0.6"),
+    ("claude-sonnet-4-5", {"cache_creation_input_tokens": 100_000}, "0.375"),  # total only -> 5m rate
+    ("claude-sonnet-4-5", {"cache_creation_input_tokens": 200_000, "cache_creation_1h_tokens": 100_000}, "0.975"),
+    ("claude-opus-5-5", {"cache_creation_input_tokens": M, "cache_creation_5m_tokens": M}, "5"),
+    ("claude-opus-5-5", {"cache_creation_input_tokens": M, "cache_creation_1h_tokens": M}, "8"),
+    # Mythos 5.1 = Fable 5.1's prices (overlay); Mythos 5 = Fable 5's.
+    ("claude-mythos-5-1", {"input_tokens": M, "output_tokens": M, "cache_read_input_tokens": M}, "60.25"),
+    ("claude-mythos-5-1", {"input_tokens": M, "inference_geo": "us"}, "11"),
+    ("claude-mythos-5", {"cache_read_input_tokens": M}, "1"),
+    ("claude-mythos-5-2", {"input_tokens": M, "output_tokens": M}, "48"),
+    # Sonnet 5.5 and Haiku 5.5.
+    ("claude-sonnet-5-5", {"input_tokens": M, "output_tokens": M, "cache_read_input_tokens": M}, "12.1"),
+    ("claude-haiku-5-5", {"input_tokens": 50_000, "output_tokens": M}, "0.505"),
+    ("claude-haiku-5-5", {"cache_read_input_tokens": 90_000, "cache_creation_input_tokens": 8_000,
+                          "cache_creation_1h_tokens": 2_000}, "0.00205"),
+    # Older families.
     ("claude-opus-5", {"input_tokens": M, "output_tokens": M}, "30"),
     ("claude-opus-4-8", {"cache_creation_input_tokens": M, "cache_creation_1h_tokens": M}, "10"),
-    ("claude-opus-4-7", {"cache_creation_input_tokens": M}, "6.25"),  # total only -> 5m rate
-    ("claude-opus-4-6", {"input_tokens": 1234, "output_tokens": 5678, "cache_read_input_tokens": 10_000}, "0.15312"),
-    ("claude-opus-4-5-20251101", {"cache_read_input_tokens": M}, "0.5"),
-    # Opus 4, 4.1 and Opus 3: 15 / 75 / 18.75 / 30 / 1.50
+    ("claude-opus-4-8", {"input_tokens": M, "speed": "fast"}, "10"),
     ("claude-opus-4-1-20250805", {"input_tokens": M, "output_tokens": 100_000}, "22.5"),
     ("claude-opus-4-20250514", {"cache_creation_input_tokens": M, "cache_creation_5m_tokens": M}, "18.75"),
-    ("claude-opus-4-0", {"cache_read_input_tokens": M}, "1.5"),
     ("claude-3-opus-20240229", {"input_tokens": 2000, "output_tokens": 500}, "0.0675"),
-    ("claude-3-opus-latest", {"cache_creation_input_tokens": M, "cache_creation_1h_tokens": M}, "30"),
-    # Sonnet 5: 2 / 10 / 2.5 / 4 / 0.20
     ("claude-sonnet-5", {"input_tokens": M, "output_tokens": M, "cache_read_input_tokens": M}, "12.2"),
-    ("claude-sonnet-5-20260301", {"cache_creation_input_tokens": 2 * M, "cache_creation_5m_tokens": M, "cache_creation_1h_tokens": M}, "6.5"),
-    # Sonnet 3.7, 4, 4.5, 4.6: 3 / 15 / 3.75 / 6 / 0.30
-    ("claude-3-7-sonnet-20250219", {"input_tokens": 1000, "output_tokens": 1000}, "0.018"),
-    ("claude-3-7-sonnet-latest", {"cache_read_input_tokens": M}, "0.3"),
-    ("claude-sonnet-4-20250514", {"cache_creation_input_tokens": 100_000, "cache_creation_1h_tokens": 100_000}, "0.6"),
-    ("claude-sonnet-4-6", {"input_tokens": 300_000}, "0.9"),  # no long-prompt tier for 4.6
-    ("claude-sonnet-4-6", {"cache_creation_input_tokens": M}, "3.75"),
-    # Haiku 4.5: 1 / 5 / 1.25 / 2 / 0.10
     ("claude-haiku-4-5-20251001", {"input_tokens": M, "output_tokens": M}, "6"),
-    ("claude-haiku-4-5", {"cache_creation_input_tokens": 3 * M, "cache_creation_1h_tokens": M, "cache_read_input_tokens": M}, "4.6"),
-    # Haiku 3.5: 0.80 / 4 / 1 / 1.6 / 0.08
-    ("claude-3-5-haiku-20241022", {"input_tokens": 500_000, "output_tokens": 100_000, "cache_creation_input_tokens": 200_000}, "1"),
-    ("claude-3-5-haiku-latest", {"cache_creation_input_tokens": M, "cache_creation_1h_tokens": M, "cache_read_input_tokens": M}, "1.68"),
-    # Haiku 3: 0.25 / 1.25 / 0.30 / 0.50 / 0.03
-    (
-        "claude-3-haiku-20240307",
-        {"input_tokens": M, "output_tokens": M, "cache_read_input_tokens": M, "cache_creation_input_tokens": M, "cache_creation_1h_tokens": M},
-        "2.03",
-    ),
-    ("claude-3-haiku-20240307", {"cache_creation_input_tokens": M}, "0.3"),
-    # Haiku 5.5: 0.10 / 0.50 / 0.125 / 0.20 / 0.01
-    ("claude-haiku-5-5", {"input_tokens": 50_000, "output_tokens": M}, "0.505"),
-    ("claude-haiku-5-5", {"cache_read_input_tokens": 90_000, "cache_creation_input_tokens": 8_000, "cache_creation_1h_tokens": 2_000}, "0.0020500"),
-    # Fable 5 and Mythos 5: 10 / 50 / 12.5 / 20 / 1.00
-    ("claude-fable-5", {"input_tokens": 1000, "output_tokens": 1000}, "0.06"),
-    ("claude-mythos-5", {"cache_read_input_tokens": M}, "1"),
-    ("claude-mythos-5-20261015", {"cache_creation_input_tokens": M, "cache_creation_5m_tokens": 400_000, "cache_creation_1h_tokens": 600_000}, "17"),
-    # Retired but still named by old clients.
+    ("claude-3-5-haiku-20241022", {"input_tokens": 500_000, "output_tokens": 100_000,
+                                   "cache_creation_input_tokens": 200_000}, "1"),
+    ("claude-3-haiku-20240307", {"input_tokens": M, "output_tokens": M, "cache_read_input_tokens": M,
+                                 "cache_creation_input_tokens": M, "cache_creation_1h_tokens": M}, "2.03"),
     ("claude-3-5-sonnet-20241022", {"input_tokens": 1000, "output_tokens": 1000}, "0.018"),
+    # Ids: [1m] suffix, Vertex @date, Bedrock prefix, old naming.
+    ("claude-opus-5-5[1m]", {"input_tokens": M}, "4"),
+    ("claude-opus-5-5@20260921", {"output_tokens": M}, "20"),
+    ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", {"input_tokens": 100_000}, "0.3"),
+    ("claude-haiku-3-5", {"input_tokens": M}, "0.8"),
     # A zero-token exchange of a known model costs exactly $0 (priced, not unpriced).
     ("claude-sonnet-4-5", {}, "0"),
 ]
 
 
 @pytest.mark.parametrize(("model", "fields", "expected"), COST_CASES)
-def test_cost_exact(table: PriceTable, model: str, fields: dict[str, int], expected: str) -> None:
+def test_cost_exact(table: PriceTable, model: str, fields: dict[str, Any], expected: str) -> None:
     cost = table.cost(model, Usage(**fields), NOW)
     assert isinstance(cost, Decimal)
+    assert abs(cost - D(expected)) < D("0.000001")
     assert cost == D(expected)
+
+
+def test_batch_is_half_price_from_the_date_the_dataset_has_it(table: PriceTable) -> None:
+    usage = Usage(input_tokens=M, output_tokens=M, service_tier="batch")  # Sonnet 4.6: 3 / 15, batch 1.5 / 7.5
+    assert table.cost("claude-sonnet-4-6", usage, datetime(2026, 10, 14, tzinfo=UTC)) == D("9")
+    assert table.cost("claude-sonnet-4-6", usage, datetime(2026, 10, 13, 23, 59, tzinfo=UTC)) == D("18")
+    # Batch with web search: searches are not discounted.
+    assert table.cost("claude-opus-5-5", Usage(input_tokens=M, web_search_requests=100, service_tier="batch"),
+                      NOW) == D("3")  # 2 + 1
+
+
+def test_price_parts_and_source(table: PriceTable) -> None:
+    p = table.price("claude-opus-5-5", Usage(input_tokens=1000, output_tokens=100, cache_read_input_tokens=10_000,
+                                             web_search_requests=3, speed="fast", inference_geo="us"), NOW)
+    assert p is not None
+    assert p.parts_dict() == {"input": D("0.0088"), "output": D("0.0044"), "cache_write_5m": 0, "cache_write_1h": 0,
+                              "cache_read": D("0.0044"), "web_search": D("0.03")}
+    assert p.cost == D("0.0476")
+    assert p.web_search_cost == D("0.03")
+    assert p.source == "genai-prices " + genai_prices.__version__ + "+overlay"  # the geo multiplier is ours
+    assert p.quote.multipliers == (("inference_geo us", D("1.1")),)
+    plain = table.price("claude-opus-5-5", Usage(input_tokens=1), NOW)
+    assert plain is not None and plain.source == "genai-prices " + genai_prices.__version__
+
+
+def test_every_dataset_model_prices_like_calc_price(table: PriceTable) -> None:
+    """Our arithmetic on the resolved rates agrees with the library's own calc_price (consistency, not truth)."""
+    from genai_prices import Usage as GUsage
+    from genai_prices import calc_price
+
+    probe = Usage(input_tokens=150_000, cache_creation_input_tokens=20_000, cache_creation_1h_tokens=5_000,
+                  cache_read_input_tokens=100_000, output_tokens=10_000, web_search_requests=2)
+    theirs = GUsage(input_tokens=270_000, cache_read_tokens=100_000, cache_write_tokens=20_000,
+                    cache_write_1h_tokens=5_000, output_tokens=10_000, web_searches=2)
+    checked = 0
+    for model in table.dataset.models():
+        for at in (datetime(2026, 3, 1, tzinfo=UTC), NOW):
+            for speed, tier in ((None, None), ("fast", None), (None, "batch")):
+                ctx = {k: v for k, v in (("speed", speed), ("processing", "batch" if tier else None)) if v}
+                expected = calc_price(theirs, model.id, provider_id="anthropic", genai_request_timestamp=at,
+                                      price_context=ctx).total_price
+                ours = table.cost(model.id, Usage(**{**probe.__dict__, "speed": speed, "service_tier": tier}), at)
+                if table.overlay.patched(table.family(model.id) or "", at, table.rates(model.id, at)) is None \
+                        and table.family(model.id) not in table.overlay.long_prompt:
+                    assert ours == expected, (model.id, at, speed, tier)
+                    checked += 1
+    assert checked > 100
 
 
 def test_costs_sum_to_the_cent_without_float_drift(table: PriceTable) -> None:
@@ -232,7 +304,7 @@ def test_rates_prompt_tokens_argument(table: PriceTable) -> None:
         # Unknown: never guessed.
         ("claude-opus-4-9", None),
         ("claude-sonnet-6", None),
-        ("claude-2.1", None),
+        ("claude-2.1", "claude-2"),  # the dataset keeps Claude 2 (8 / 24)
         ("claude-instant-1.2", None),
         ("gpt-4o", None),
         ("", None),
@@ -257,7 +329,8 @@ def test_builtin_table_lists_every_family(table: PriceTable) -> None:
         "claude-sonnet-5-5", "claude-sonnet-5", "claude-sonnet-4-6", "claude-sonnet-4-5", "claude-sonnet-4",
         "claude-3-7-sonnet", "claude-3-5-sonnet",
         "claude-haiku-5-5", "claude-haiku-4-5", "claude-3-5-haiku", "claude-3-haiku",
-        "claude-fable-5", "claude-mythos-5",
+        "claude-fable-5", "claude-fable-5-1", "claude-fable-5-2",
+        "claude-mythos-5", "claude-mythos-5-1", "claude-mythos-5-2", "claude-3-sonnet", "claude-2", "claude-v1",
     }  # fmt: skip
 
 
@@ -293,7 +366,7 @@ def test_unpriced_tracking_is_bounded() -> None:
     for i in range(5000):
         assert table.cost(f"bogus-{i}", Usage(), NOW) is None
     assert len(table.unpriced_models_seen()) <= 1000
-    assert len(table._family_cache) <= 4096
+    assert len(table._targets) <= 4096
 
 
 # ---------------------------------------------------------------------------------------------
@@ -493,17 +566,20 @@ def test_rates_as_dict_is_exact() -> None:
     rates = PriceTable.builtin().rates("claude-haiku-5-5", NOW)
     assert rates is not None
     assert rates.as_dict() == {
-        "input": "0.10",
-        "output": "0.50",
+        "input": "0.1",
+        "output": "0.5",
         "cache_write_5m": "0.125",
-        "cache_write_1h": "0.20",
+        "cache_write_1h": "0.2",
         "cache_read": "0.01",
+        "web_search": "10",
     }
 
 
-def test_periods_history(table: PriceTable) -> None:
-    periods = table.periods("claude-sonnet-5-5")
-    assert [p.effective_from for p in periods] == [None, datetime(2026, 10, 7, tzinfo=UTC)]
+def test_periods_are_the_pricing_file_layer(tmp_path: Path) -> None:
+    table = PriceTable.load(write(tmp_path, {"models": {"claude-sonnet-5-5": {"periods": [
+        {"input": 2, "output": 10}, {"effective_from": "2027-01-01", "input": 1, "output": 5}]}}}))
+    assert [p.effective_from for p in table.periods("claude-sonnet-5-5-20260801")] == [None, datetime(2027, 1, 1, tzinfo=UTC)]
+    assert PriceTable.builtin().periods("claude-sonnet-5-5") == []
     assert table.periods("unknown-model") == []
 
 
@@ -511,22 +587,25 @@ def test_export_round_trips(tmp_path: Path) -> None:
     custom = PriceTable.load(
         write(
             tmp_path,
-            {"models": {"claude-foo-1": {"input": 1, "output": 5, "aliases": ["foo-*"]},
+            {"models": {"claude-foo-1": {"input": 1, "output": 5, "aliases": ["foo-*"], "web_search": 12,
+                                         "fast": {"input": 3, "output": 15}},
                         "claude-sonnet-4-5": {"input": 2.5, "output": 12, "effective_from": "2027-01-01"}}},
         )
     )
-    for table in (PriceTable.builtin(), custom):
-        exported = table.export()
-        again = PriceTable.load(write(tmp_path, exported, "exported.json"))
-        assert again.families() == table.families()
-        for family in table.families():
-            assert again.periods(family) == table.periods(family), family
-        assert json.loads(json.dumps(exported)) == exported  # plain JSON
+    assert PriceTable.builtin().export() == {"models": {}}
+    exported = custom.export()
+    again = PriceTable.load(write(tmp_path, exported, "exported.json"))
+    assert again.families() == custom.families()
+    for family in ("claude-foo-1", "claude-sonnet-4-5"):
+        assert again.periods(family) == custom.periods(family), family
+    assert json.loads(json.dumps(exported)) == exported  # plain JSON
     assert custom.family("foo-bar") == "claude-foo-1"
-    assert PriceTable.builtin().export()["models"]["claude-sonnet-5-5"] == {
-        "periods": [
-            {"input": "2", "output": "10", "cache_write_5m": "2.5", "cache_write_1h": "4", "cache_read": "0.20"},
-            {"effective_from": "2026-10-07T00:00:00+00:00", "input": "2", "output": "10", "cache_write_5m": "2.5",
-             "cache_write_1h": "4", "cache_read": "0.10"},
-        ]
-    }
+
+
+def test_a_lowered_decimal_precision_does_not_round_costs(table: PriceTable) -> None:
+    from decimal import localcontext
+
+    usage = Usage(input_tokens=1000, cache_read_input_tokens=2000, cache_creation_input_tokens=500, output_tokens=300)
+    with localcontext() as ctx:
+        ctx.prec = 3
+        assert table.cost("claude-sonnet-4-5", usage, NOW) == D("0.009975")  # 0.003 + 0.0006 + 0.001875 + 0.0045

@@ -161,6 +161,22 @@ THINKING = [
     STOP,
 ]
 
+# Every billing dimension: tier, speed and geo in message_start; searches, fetches and thinking
+# tokens as running totals in message_delta (a later non-null value wins; a placeholder 0 in a
+# delta does not erase a count).
+DIMENSIONS = [
+    message_start({"input_tokens": 900, "output_tokens": 1, "service_tier": "standard", "speed": "fast",
+                   "inference_geo": "us", "server_tool_use": {"web_search_requests": 2, "web_fetch_requests": 0}},
+                  model="claude-opus-5-5"),
+    *text_block(["Found it."]),
+    message_delta({"output_tokens": 300, "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 1},
+                   "output_tokens_details": {"thinking_tokens": 120}}),
+    message_delta({"output_tokens": 700, "service_tier": "priority", "speed": None, "inference_geo": "x" * 100,
+                   "server_tool_use": {"web_search_requests": 5, "web_fetch_requests": "3"},
+                   "output_tokens_details": {"thinking_tokens": 410}}),
+    STOP,
+]
+
 # An error event inside a 200 stream (overloaded mid-generation).
 MID_STREAM_ERROR = [
     message_start({"input_tokens": 40, "output_tokens": 1}),
@@ -190,11 +206,19 @@ STREAM_CASES = [
             cache_creation_5m_tokens=1024,
             cache_creation_1h_tokens=1024,
             cache_read_input_tokens=30000,
+            service_tier="standard",
             model="claude-opus-4-1-20250805",
             message_id="msg_01XFDUDYJgAACzvnptvVoYEL",
             stop_reason="end_turn",
         ),
         id="cached-5m-1h",
+    ),
+    pytest.param(
+        DIMENSIONS,
+        u(input_tokens=900, output_tokens=700, service_tier="priority", speed="fast", inference_geo="x" * 32,
+          web_search_requests=5, web_fetch_requests=1, thinking_tokens=410, model="claude-opus-5-5",
+          message_id="msg_01XFDUDYJgAACzvnptvVoYEL", stop_reason="end_turn"),
+        id="billing-dimensions",
     ),
     pytest.param(
         TOOL_USE,
@@ -203,7 +227,8 @@ STREAM_CASES = [
     ),
     pytest.param(
         DELTA_WITH_ALL_FIELDS,
-        u(input_tokens=10682, output_tokens=510, model="claude-sonnet-4-5-20250929", message_id="msg_01XFDUDYJgAACzvnptvVoYEL", stop_reason="end_turn"),
+        u(input_tokens=10682, output_tokens=510, web_search_requests=1, model="claude-sonnet-4-5-20250929",
+          message_id="msg_01XFDUDYJgAACzvnptvVoYEL", stop_reason="end_turn"),
         id="delta-overrides-input",
     ),
     pytest.param(
@@ -428,6 +453,7 @@ NON_STREAMING = {
                 cache_creation_input_tokens=2051,
                 cache_creation_5m_tokens=51,
                 cache_creation_1h_tokens=2000,
+                service_tier="standard",
                 model="claude-sonnet-4-5-20250929",
                 message_id="msg_013Zva2CMHLNnXjNJJKqJ2EF",
                 stop_reason="end_turn",
@@ -436,6 +462,12 @@ NON_STREAMING = {
         ({"type": "message", "model": "claude-3-haiku-20240307", "usage": {"input_tokens": 10, "output_tokens": 20}},
          u(input_tokens=10, output_tokens=20, model="claude-3-haiku-20240307")),
         ({}, u()),
+        ({"usage": {"input_tokens": 5, "output_tokens": 50, "service_tier": "batch", "speed": "standard",
+                    "inference_geo": "global", "server_tool_use": {"web_search_requests": 3, "web_fetch_requests": 2},
+                    "output_tokens_details": {"thinking_tokens": 40}}},
+         u(input_tokens=5, output_tokens=50, service_tier="batch", speed="standard", inference_geo="global",
+           web_search_requests=3, web_fetch_requests=2, thinking_tokens=40)),
+        ({"usage": {"service_tier": 7, "speed": "", "server_tool_use": [1], "output_tokens_details": "x"}}, u()),
         ({"usage": None, "model": 7, "id": ["x"]}, u()),
         ({"usage": {"input_tokens": 1.0, "output_tokens": 2.5}}, u(input_tokens=1)),
         ({"usage": {"input_tokens": 10**15}}, u()),

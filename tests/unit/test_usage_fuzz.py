@@ -39,6 +39,9 @@ TOKEN_FIELDS = (
     "cache_creation_5m_tokens",
     "cache_creation_1h_tokens",
     "cache_read_input_tokens",
+    "web_search_requests",
+    "web_fetch_requests",
+    "thinking_tokens",
 )
 
 counts = st.integers(min_value=0, max_value=2_000_000)
@@ -77,6 +80,15 @@ def streams(draw: st.DrawFn) -> Stream:
     if send_split:
         start_usage["cache_creation"] = {"ephemeral_5m_input_tokens": w5, "ephemeral_1h_input_tokens": w1}
     model = draw(st.sampled_from(["claude-sonnet-4-5-20250929", "claude-opus-5-5", "claude-haiku-4-5"]))
+    dims = {k: draw(st.sampled_from([None, *values])) for k, values in
+            (("service_tier", ("standard", "priority", "batch")), ("speed", ("standard", "fast")),
+             ("inference_geo", ("global", "us")))}
+    start_usage.update({k: v for k, v in dims.items() if v is not None})
+    searches, fetches = draw(st.integers(0, 20)), draw(st.integers(0, 20))
+    if draw(st.booleans()):
+        start_usage["server_tool_use"] = {"web_search_requests": searches, "web_fetch_requests": fetches}
+    else:
+        searches = fetches = 0
 
     parts: list[str] = [
         _event(
@@ -120,11 +132,24 @@ def streams(draw: st.DrawFn) -> Stream:
         cache_read_input_tokens=read,
         model=model,
         message_id="msg_fuzz",
+        web_search_requests=searches,
+        web_fetch_requests=fetches,
+        **dims,
     )
     output = out0
     for _ in range(draw(st.integers(0, 3))):
         output += draw(st.integers(0, 50_000))
         usage: dict[str, Any] = {"output_tokens": output}
+        if draw(st.booleans()):  # running totals of server tools and thinking, never shrinking
+            expected.web_search_requests += draw(st.integers(0, 5))
+            expected.web_fetch_requests += draw(st.integers(0, 5))
+            usage["server_tool_use"] = {"web_search_requests": expected.web_search_requests,
+                                        "web_fetch_requests": expected.web_fetch_requests}
+        if draw(st.booleans()):
+            expected.thinking_tokens = draw(st.integers(expected.thinking_tokens, output))
+            usage["output_tokens_details"] = {"thinking_tokens": expected.thinking_tokens}
+        if draw(st.booleans()):
+            expected.service_tier = usage["service_tier"] = draw(st.sampled_from(["standard", "priority"]))
         if draw(st.booleans()):
             expected.input_tokens += draw(st.integers(0, 10_000))
             usage["input_tokens"] = expected.input_tokens

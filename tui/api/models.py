@@ -139,6 +139,15 @@ class RequestDetail:
     response_headers: dict[str, str] = field(default_factory=dict)
     request_body: str | None = None
     response_body: str | None = None
+    # Billing dimensions as recorded, and the rates applied (docs/api.md, /api/requests/{id}).
+    service_tier: str | None = None
+    speed: str | None = None
+    inference_geo: str | None = None
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+    thinking_tokens: int = 0
+    price_source: str | None = None
+    pricing: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -156,6 +165,14 @@ class RequestDetail:
             response_headers=dict(field_of(bodies, "responseHeaders", "response_headers", default={}) or {}),
             request_body=field_of(bodies, "requestBody", "request_body"),
             response_body=field_of(bodies, "responseBody", "response_body"),
+            service_tier=field_of(rec, "serviceTier"),
+            speed=field_of(rec, "speed"),
+            inference_geo=field_of(rec, "inferenceGeo"),
+            web_search_requests=as_int(field_of(rec, "webSearchRequests")),
+            web_fetch_requests=as_int(field_of(rec, "webFetchRequests")),
+            thinking_tokens=as_int(field_of(rec, "thinkingTokens")),
+            price_source=field_of(rec, "priceSource"),
+            pricing=d.get("pricing") if isinstance(d.get("pricing"), Mapping) else None,
             raw=dict(d),
         )
 

@@ -196,6 +196,13 @@ class Costs:
     unpriced_models: list[str] = field(default_factory=list)
     unpriced_requests: int = 0
     by_day: list[tuple[str, float]] = field(default_factory=list)
+    unpriced_tokens: dict[str, int] = field(default_factory=dict)
+    # The range's cost by billing dimension (``byDimension``).
+    web_search_usd: float = 0.0
+    web_searches: int = 0
+    fast_usd: float = 0.0
+    fast_share: float = 0.0
+    us_only_usd: float = 0.0
 
     @classmethod
     def parse(cls, d: Mapping[str, Any]) -> Costs:
@@ -203,6 +210,12 @@ class Costs:
         unpriced_raw = field_of(d, "unpriced", "unpricedModels", default=[]) or []
         unpriced = [str(field_of(x, "model", default="")) if isinstance(x, Mapping) else str(x)
                     for x in unpriced_raw]
+        unpriced_tokens = {str(field_of(x, "model", default="")): as_int(field_of(x, "tokens"))
+                           for x in unpriced_raw if isinstance(x, Mapping)}
+        dims = field_of(d, "byDimension", default={}) or {}
+        web = dims.get("webSearch") if isinstance(dims.get("webSearch"), Mapping) else {}
+        fast = dims.get("fast") if isinstance(dims.get("fast"), Mapping) else {}
+        us = dims.get("usOnly") if isinstance(dims.get("usOnly"), Mapping) else {}
         days_raw = field_of(d, "daily", "byDay", default=[]) or []
         by_day: list[tuple[str, float]] = []
         for x in days_raw:
@@ -226,6 +239,12 @@ class Costs:
             unpriced_models=[str(m) for m in unpriced],
             unpriced_requests=as_int(field_of(d, "unpricedRequests", "unpriced_requests")),
             by_day=by_day,
+            unpriced_tokens=unpriced_tokens,
+            web_search_usd=as_float(field_of(web, "costUsd")),
+            web_searches=as_int(field_of(web, "searches")),
+            fast_usd=as_float(field_of(fast, "costUsd")),
+            fast_share=as_float(field_of(fast, "shareOfCost")),
+            us_only_usd=as_float(field_of(us, "costUsd")),
         )
 
 

@@ -1,4 +1,4 @@
-"""Costs: today, this month, month-end projection, and by model.
+"""Costs: today, this month, month-end projection, web-search spend, fast-mode share, and by model.
 
 A model the price table does not know is shown as "unpriced", never as $0 — a silent zero
 would understate the bill exactly when a new model appears.
@@ -18,6 +18,8 @@ from tui import fmt
 from tui.api.reports import Costs, Stats
 from tui.panels import Panel
 
+FAST_MARK = "»"  # marks fast-mode (speed: fast) spend; Latin-1, so every terminal font has it
+
 
 def costs_renderable(costs: Costs, stats: Stats | None, range_name: str) -> Table:
     t = Table.grid(padding=(0, 1), expand=True)
@@ -30,6 +32,12 @@ def costs_renderable(costs: Costs, stats: Stats | None, range_name: str) -> Tabl
               else "")
     if stats is not None:
         t.add_row(f"last {range_name}", fmt.usd(stats.cost_usd), "")
+    # Billing dimensions of the cost range, shown only when there is something to say.
+    if costs.web_searches:
+        t.add_row("web search", fmt.usd(costs.web_search_usd), Text(f"{costs.web_searches} srch", style="dim"))
+    if costs.fast_usd:
+        t.add_row(Text(f"{FAST_MARK} fast mode"), fmt.usd(costs.fast_usd),
+                  Text(f"{costs.fast_share:.0%} of $", style="magenta"))
     models = sorted(costs.by_model, key=lambda b: -(b.cost_usd or 0.0))
     for b in models[:6]:
         priced = b.cost_usd is not None and b.key not in costs.unpriced_models
@@ -38,7 +46,9 @@ def costs_renderable(costs: Costs, stats: Stats | None, range_name: str) -> Tabl
     shown = {b.key for b in models[:6]}
     for m in costs.unpriced_models:
         if m not in shown:
-            t.add_row(Text(fmt.short_model(m), style="dim"), Text(fmt.UNPRICED, style="yellow"), "")
+            n = costs.unpriced_tokens.get(m)
+            t.add_row(Text(fmt.short_model(m), style="dim"), Text(fmt.UNPRICED, style="yellow"),
+                      Text(f"{fmt.tokens(n)} tok", style="dim") if n else "")
     return t
 
 

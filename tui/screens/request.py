@@ -87,6 +87,7 @@ def detail_renderable(d: RequestDetail) -> Group:
     grid.add_row(timings, tokens, cost)
     parts.append(Text(""))
     parts.append(grid)
+    parts.extend(billing_parts(d))
     for title, headers in (("Request headers", d.request_headers), ("Response headers", d.response_headers)):
         if headers:
             parts.append(Text(f"\n{title}", style="bold underline"))
@@ -98,6 +99,52 @@ def detail_renderable(d: RequestDetail) -> Group:
         parts.append(Text("\nResponse body", style="bold underline"))
         parts.append(Text(_pretty(d.response_body)))
     return Group(*parts)
+
+
+_RATE_ROWS = (("input", "input"), ("output", "output"), ("cache write 5m", "cacheWrite5m"),
+              ("cache write 1h", "cacheWrite1h"), ("cache read", "cacheRead"))
+
+
+def billing_parts(d: RequestDetail) -> list[Any]:
+    """Each billing dimension as recorded, and the rates applied with the cost of each part.
+
+    Nothing at all for an exchange that reported no billing field and has no price (e.g. a 429).
+    """
+    if not (d.pricing or d.service_tier or d.speed or d.inference_geo or d.web_search_requests
+            or d.web_fetch_requests or d.thinking_tokens or d.price_source):
+        return []
+    out: list[Any] = [Text("\nBilling", style="bold underline")]
+    out.append(_kv([
+        ("service tier", d.service_tier or fmt.DASH),
+        ("speed", Text(d.speed or fmt.DASH, style="magenta" if d.speed == "fast" else "")),
+        ("inference geo", d.inference_geo or fmt.DASH),
+        ("web searches", f"{d.web_search_requests:,}"),
+        ("web fetches", f"{d.web_fetch_requests:,}"),
+        ("thinking tokens", f"{d.thinking_tokens:,} (part of output)"),
+        ("price source", d.price_source or fmt.DASH),
+    ]))
+    p = d.pricing
+    if not p:
+        return out
+    rates = p.get("ratesPerMillionTokens") or {}
+    costs = p.get("partsUsd") or {}
+    t = Table(box=None, padding=(0, 2), show_edge=False)
+    t.add_column("rates applied", style="dim", no_wrap=True)
+    t.add_column("$ / MTok", justify="right")
+    t.add_column("cost", justify="right")
+    for label, key in _RATE_ROWS:
+        t.add_row(label, f"{rates.get(key, 0):g}", fmt.usd(costs.get(key)))
+    t.add_row("web search", f"{p.get('webSearchPer1000', 0):g} / 1k", fmt.usd(costs.get("webSearch")))
+    t.add_row(Text("total", style="bold"), "", Text(fmt.usd(p.get("totalUsd")), style="bold"))
+    out.append(t)
+    notes = [f"{m.get('name')} x{m.get('factor')}" for m in p.get("multipliers") or []]
+    if p.get("longPromptAbove"):
+        notes.append(f"long-prompt tier (> {p['longPromptAbove']:,} prompt tokens)")
+    if not p.get("matchesStored", True):
+        notes.append("differs from the recorded cost: `nexus db reprice` would update it")
+    if notes:
+        out.append(Text("; ".join(notes), style="dim"))
+    return out
 
 
 class RequestScreen(Screen):

@@ -46,6 +46,32 @@ class PromptUsage:
     cache_write_5m: int = 0
     cache_write_1h: int = 0
     cache_read: int = 0
+    # Billing dimensions (nexus/sim/mock/billing.py); None / 0 = not reported.
+    service_tier: str = "standard"
+    speed: str | None = None
+    inference_geo: str | None = None
+    web_search: int = 0
+    web_fetch: int = 0
+    thinking_budget: int = 0
+
+    @property
+    def thinking_tokens(self) -> int:
+        """Part of output_tokens: the thinking the budget allowed, at most half of the answer."""
+        return min(self.thinking_budget, max(1, self.output_tokens // 2)) if self.thinking_budget else 0
+
+    def billing(self, final: bool = True) -> dict[str, Any]:
+        """The usage fields beyond tokens; ``final=False`` for ``message_start`` (no tool use yet)."""
+        out: dict[str, Any] = {"service_tier": self.service_tier}
+        if self.speed is not None:
+            out["speed"] = self.speed
+        if self.inference_geo is not None:
+            out["inference_geo"] = self.inference_geo
+        if self.web_search or self.web_fetch:
+            out["server_tool_use"] = {"web_search_requests": self.web_search if final else 0,
+                                      "web_fetch_requests": self.web_fetch if final else 0}
+        if self.thinking_budget and final:
+            out["output_tokens_details"] = {"thinking_tokens": self.thinking_tokens}
+        return out
 
     @property
     def cache_write(self) -> int:
@@ -61,7 +87,7 @@ class PromptUsage:
                 "ephemeral_1h_input_tokens": self.cache_write_1h,
             },
             "output_tokens": self.output_tokens if output_tokens is None else output_tokens,
-            "service_tier": "standard",
+            **self.billing(final=output_tokens is None),
         }
 
 

@@ -34,6 +34,8 @@ TYPE_TO_STATUS = {etype: status for status, (etype, _msg) in ERROR_TYPES.items()
 
 
 MODELS: list[dict[str, str]] = [
+    {"id": "claude-fable-5-2", "display_name": "Claude Fable 5.2", "created_at": "2026-11-09T00:00:00Z"},
+    {"id": "claude-fable-5-1", "display_name": "Claude Fable 5.1", "created_at": "2026-09-01T00:00:00Z"},
     {"id": "claude-opus-5-5", "display_name": "Claude Opus 5.5", "created_at": "2026-10-07T00:00:00Z"},
     {"id": "claude-sonnet-5-5", "display_name": "Claude Sonnet 5.5", "created_at": "2026-10-07T00:00:00Z"},
     {"id": "claude-haiku-5-5", "display_name": "Claude Haiku 5.5", "created_at": "2026-10-07T00:00:00Z"},

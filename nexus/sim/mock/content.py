@@ -50,7 +50,10 @@ def pick_tool(payload: dict[str, Any], request: web.Request) -> dict[str, Any] |
     tools = payload.get("tools")
     if not isinstance(tools, list) or not tools:
         return None
-    named = [t for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)]
+    # Server tools (web_search_*, web_fetch_*) run on the API's side: the model never "calls" them
+    # as a client tool_use block; their use shows in usage.server_tool_use (mock/billing.py).
+    named = [t for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)
+             and not str(t.get("type", "")).startswith(("web_search", "web_fetch"))]
     if not named:
         return None
     choice = payload.get("tool_choice")

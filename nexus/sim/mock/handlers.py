@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from nexus.sim.mock.billing import apply_billing
 from nexus.sim.mock.cache import PromptUsage, count_prompt, steer_usage
 from nexus.sim.mock.config import (
     ERROR_TYPES,
@@ -183,6 +184,9 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
 
     usage = count_prompt(state, payload, raw, use_cache=True)
     steer_usage(request, usage)
+    refused = apply_billing(payload, usage)
+    if refused is not None:
+        return error_response(state, request, 400, message=refused)
     max_tokens: int = payload["max_tokens"]
     steered_out = int_header(request, "x-mock-output-tokens")
     stop_reason = "end_turn"
@@ -336,6 +340,8 @@ async def _write_events(
         "cache_creation_input_tokens": usage.cache_write,
         "cache_read_input_tokens": usage.cache_read,
         "output_tokens": usage.output_tokens,
+        # Running totals, as the real API repeats them here: server tools and thinking are known now.
+        **{k: v for k, v in usage.billing().items() if k in ("server_tool_use", "output_tokens_details")},
     }
     await send("message_delta", {"type": "message_delta",
                                  "delta": {"stop_reason": stop_reason, "stop_sequence": None},

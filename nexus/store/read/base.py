@@ -37,6 +37,21 @@ EXACT_PERCENTILE_MAX_RANGE = timedelta(hours=1)
 ERROR_SQL = "(status_code >= 400 OR error_type IS NOT NULL)"
 # The same condition the writer uses for the rollup's unpriced_requests.
 UNPRICED_SQL = "(cost_usd IS NULL AND request_type = 'messages' AND coalesce(model, '') <> '')"
+# The cost breakdown by billing dimension (docs/api.md, "byDimension"), over rollups and raw rows.
+DIM_ROLLUP_SQL = """sum(fast_requests)::bigint AS fast, sum(fast_cost_usd) AS fast_cost,
+    sum(geo_us_requests)::bigint AS geo_us, sum(geo_us_cost_usd) AS geo_us_cost,
+    sum(web_search_requests)::bigint AS web_search, sum(web_search_cost_usd) AS web_search_cost,
+    sum(web_fetch_requests)::bigint AS web_fetch, sum(thinking_tokens)::bigint AS thinking,
+    sum(unpriced_tokens)::bigint AS unpriced_tokens"""
+DIM_RAW_SQL = f"""count(*) FILTER (WHERE speed = 'fast' AND cost_usd IS NOT NULL) AS fast,
+    coalesce(sum(cost_usd) FILTER (WHERE speed = 'fast'), 0) AS fast_cost,
+    count(*) FILTER (WHERE inference_geo = 'us' AND cost_usd IS NOT NULL) AS geo_us,
+    coalesce(sum(cost_usd) FILTER (WHERE inference_geo = 'us'), 0) AS geo_us_cost,
+    coalesce(sum(web_search_requests), 0)::bigint AS web_search,
+    coalesce(sum(web_search_cost_usd), 0) AS web_search_cost,
+    coalesce(sum(web_fetch_requests), 0)::bigint AS web_fetch,
+    coalesce(sum(thinking_tokens), 0)::bigint AS thinking,
+    coalesce(sum(total_tokens) FILTER (WHERE {UNPRICED_SQL}), 0)::bigint AS unpriced_tokens"""
 HIST_SUM_SQL = "ARRAY[" + ", ".join(f"sum(latency_hist[{i}])::bigint" for i in range(1, HIST_LEN + 1)) + "]"
 BOUNDS = [float(b) for b in LATENCY_BUCKETS_MS]
 
@@ -102,6 +117,21 @@ def tokens_obj(i: int, o: int, cc: int, cr: int) -> dict[str, int]:
 
 
 
+def dimensions_json(c: RollupCounters) -> dict[str, Any]:
+    """The cost of each billing dimension (docs/api.md, "byDimension"); shares are of the priced cost."""
+    def share(part: Decimal) -> float:
+        return round(float(part / c.cost), 6) if c.cost else 0.0
+
+    return {
+        "fast": {"requests": c.fast, "costUsd": num(c.fast_cost), "shareOfCost": share(c.fast_cost)},
+        "usOnly": {"requests": c.geo_us, "costUsd": num(c.geo_us_cost), "shareOfCost": share(c.geo_us_cost)},
+        "webSearch": {"searches": c.web_search, "costUsd": num(c.web_search_cost),
+                      "shareOfCost": share(c.web_search_cost)},
+        "webFetch": {"fetches": c.web_fetch},
+        "thinkingTokens": c.thinking,
+    }
+
+
 class Agg(RollupCounters):
     """Counters of one group, mergeable from rollup rows and raw edge rows alike."""
 
@@ -115,6 +145,19 @@ class Agg(RollupCounters):
         self.cost += r["cost"] or Decimal(0)
         self.unpriced += int(r["unpriced"] or 0)
         self.latency_sum += float(r["latency_sum"] or 0.0)
+        if r.get("fast") is not None:  # rows that carry the breakdown by dimension
+            self.add_dimensions(r)
+
+    def add_dimensions(self, r: Any) -> None:
+        self.fast += int(r["fast"] or 0)
+        self.fast_cost += r["fast_cost"] or Decimal(0)
+        self.geo_us += int(r["geo_us"] or 0)
+        self.geo_us_cost += r["geo_us_cost"] or Decimal(0)
+        self.web_search += int(r["web_search"] or 0)
+        self.web_search_cost += r["web_search_cost"] or Decimal(0)
+        self.web_fetch += int(r["web_fetch"] or 0)
+        self.thinking += int(r["thinking"] or 0)
+        self.unpriced_tokens += int(r["unpriced_tokens"] or 0)
 
     @property
     def tokens(self) -> dict[str, int]:

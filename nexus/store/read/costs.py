@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from nexus.store.read.base import Filters, QueryBase, num
+from nexus.store.read.base import DIM_ROLLUP_SQL, Agg, Filters, QueryBase, dimensions_json, num
 
 
 class CostQueries(QueryBase):
@@ -20,7 +20,8 @@ class CostQueries(QueryBase):
         async with self._conn() as conn:
             rows = await self._rollup(
                 conn, "costs.daily", [("(bucket AT TIME ZONE 'UTC')::date", "day"), ("model", "model")],
-                "sum(cost_usd) AS cost, sum(requests) AS requests, sum(unpriced_requests) AS unpriced",
+                "sum(cost_usd) AS cost, sum(requests) AS requests, sum(unpriced_requests) AS unpriced, "
+                + DIM_ROLLUP_SQL,
                 datetime.combine(first, datetime.min.time(), UTC),
                 datetime.combine(today + timedelta(days=1), datetime.min.time(), UTC), filters)
         daily: dict[date, list[dict[str, Any]]] = {}
@@ -31,6 +32,7 @@ class CostQueries(QueryBase):
             if r["day"] >= range_start:
                 daily.setdefault(r["day"], []).append(r)
         by_model: dict[str, list[Any]] = {}
+        dims: dict[str, Agg] = {}
         days_out = []
         cumulative = Decimal(0)
         for i in range(days):
@@ -43,6 +45,9 @@ class CostQueries(QueryBase):
                 m[0] += r["cost"] or Decimal(0)
                 m[1] += int(r["requests"])
                 m[2] += int(r["unpriced"])
+                d_agg = dims.setdefault(r["model"], Agg())
+                d_agg.cost += r["cost"] or Decimal(0)
+                d_agg.add_dimensions(r)
             days_out.append({
                 "date": d.isoformat(),
                 "costUsd": num(day_cost),
@@ -57,6 +62,9 @@ class CostQueries(QueryBase):
         elapsed_days = (now - month_start_dt).total_seconds() / 86400.0
         projection = mtd if elapsed_days < 1 / 24 else mtd / Decimal(repr(elapsed_days)) * month_days
         models_sorted = sorted(by_model.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
+        total = Agg()
+        for agg in dims.values():
+            total.merge(agg)
         return {
             "days": days,
             "currency": "USD",
@@ -68,8 +76,10 @@ class CostQueries(QueryBase):
             "monthEndProjectionUsd": num(projection, 6),
             "unpricedRequests": sum(v[2] for v in by_model.values()),
             "daily": days_out,
-            "byModel": [{"model": m, "costUsd": num(v[0]), "requests": v[1], "unpricedRequests": v[2]}
+            "byModel": [{"model": m, "costUsd": num(v[0]), "requests": v[1], "unpricedRequests": v[2],
+                         "byDimension": dimensions_json(dims[m])}
                         for m, v in models_sorted],
-            "unpriced": [{"model": m, "requests": v[2]}
+            "byDimension": dimensions_json(total),
+            "unpriced": [{"model": m, "requests": v[2], "tokens": dims[m].unpriced_tokens}
                          for m, v in sorted(by_model.items(), key=lambda kv: (-kv[1][2], kv[0])) if v[2]],
         }

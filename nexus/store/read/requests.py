@@ -18,7 +18,9 @@ from nexus.store.read.base import ERROR_SQL, Filters, QueryBase, ms, num, tokens
 
 _REQUEST_COLS = """id, created_at, request_id, domain, account_id, method, path, model, stream, status_code,
     error_type, error_message, input_tokens, output_tokens, cache_creation_input_tokens,
-    cache_read_input_tokens, counted_tokens, response_time_ms, ttft_ms, cost_usd, request_type, instance_id"""
+    cache_read_input_tokens, counted_tokens, response_time_ms, ttft_ms, cost_usd, request_type, instance_id,
+    cache_creation_5m_tokens, cache_creation_1h_tokens, service_tier, speed, inference_geo, web_search_requests,
+    web_fetch_requests, thinking_tokens, price_source, web_search_cost_usd"""
 
 
 def request_row(r: asyncpg.Record) -> dict[str, Any]:
@@ -40,10 +42,20 @@ def request_row(r: asyncpg.Record) -> dict[str, Any]:
         "ttftMs": ms(r["ttft_ms"]),
         "tokens": tokens_obj(r["input_tokens"], r["output_tokens"], r["cache_creation_input_tokens"],
                              r["cache_read_input_tokens"]),
+        "cacheWrite5mTokens": r["cache_creation_5m_tokens"],
+        "cacheWrite1hTokens": r["cache_creation_1h_tokens"],
         "costUsd": num(r["cost_usd"]),
         "requestType": r["request_type"],
         "countedTokens": r["counted_tokens"],
         "instanceId": r["instance_id"],
+        "serviceTier": r["service_tier"],
+        "speed": r["speed"],
+        "inferenceGeo": r["inference_geo"],
+        "webSearchRequests": r["web_search_requests"],
+        "webFetchRequests": r["web_fetch_requests"],
+        "thinkingTokens": r["thinking_tokens"],
+        "priceSource": r["price_source"],
+        "webSearchCostUsd": num(r["web_search_cost_usd"]),
     }
 
 

@@ -16,6 +16,8 @@ from nexus.core.latency import HIST_LEN, percentile_from_hist
 from nexus.core.timebuckets import ceil_minute, floor_minute, iso
 from nexus.store.read.base import (
     BOUNDS,
+    DIM_RAW_SQL,
+    DIM_ROLLUP_SQL,
     ERROR_SQL,
     EXACT_PERCENTILE_MAX_RANGE,
     HIST_SUM_SQL,
@@ -23,6 +25,7 @@ from nexus.store.read.base import (
     Agg,
     Filters,
     QueryBase,
+    dimensions_json,
     ms,
     num,
 )
@@ -51,7 +54,7 @@ class StatsQueries(QueryBase):
         coalesce(sum(cache_read_input_tokens), 0) AS cache_read,
         coalesce(sum(cost_usd), 0) AS cost,
         count(*) FILTER (WHERE {UNPRICED_SQL}) AS unpriced,
-        coalesce(sum(response_time_ms), 0) AS latency_sum"""
+        coalesce(sum(response_time_ms), 0) AS latency_sum, {DIM_RAW_SQL}"""
 
     # Counts as bigint (sum() of bigint is numeric, which is slower to ship and to add up in Python).
 
@@ -67,6 +70,7 @@ class StatsQueries(QueryBase):
             "unpricedRequests": agg.unpriced,
             "avgLatencyMs": ms(agg.avg_latency),
             "p95LatencyMs": ms(p95),
+            "byDimension": dimensions_json(agg),
         }
 
     @staticmethod
@@ -81,6 +85,7 @@ class StatsQueries(QueryBase):
                           "method": method},
             "costUsd": num(agg.cost),
             "unpricedRequests": agg.unpriced,
+            "byDimension": dimensions_json(agg),
         }
 
     async def _stats_exact(self, conn: asyncpg.Connection, since: datetime, until: datetime,
@@ -134,7 +139,7 @@ class StatsQueries(QueryBase):
         args: list[Any]
         if m0 < m1:
             rows = await self._rollup(conn, "stats.rollup", [("domain", "domain"), ("model", "model")],
-                                      f"{self._AGG_ROLLUP}, {HIST_SUM_SQL} AS hist", m0, m1, filters)
+                                      f"{self._AGG_ROLLUP}, {DIM_ROLLUP_SQL}, {HIST_SUM_SQL} AS hist", m0, m1, filters)
             for r in rows:
                 agg = groups.setdefault((r["domain"], r["model"]), Agg())
                 agg.add_row(r)
