@@ -28,6 +28,7 @@ from tui.api.errors import ApiError
 from tui.api.models import Alert
 from tui.api.query import Query, next_range
 from tui.api.stream import EventStream, StreamState
+from tui.filtering import known_names
 from tui.panels import Panel
 from tui.panels.costs import CostsPanel
 from tui.panels.errors import ErrorsPanel
@@ -59,6 +60,7 @@ class NexusApp(App[int]):
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("escape", "clear_filter", "Clear filter", key_display="Esc"),
         Binding("t", "cycle_range", "Range"),
         Binding("p", "toggle_pause", "Pause"),
         Binding("e", "export", "Export"),
@@ -102,6 +104,8 @@ class NexusApp(App[int]):
         self._poll_timer: Any = None
         self._info_at: float | None = None
         self._panels: list[Panel] | None = None
+        # Names seen so far (unfiltered request counts), what the filter matches against.
+        self.seen: dict[str, dict[str, int]] = {"model": {}, "domain": {}, "account": {}}
 
     # ------------------------------------------------------------------ layout
 
@@ -213,6 +217,7 @@ class NexusApp(App[int]):
         for warning in outcome.warnings:
             self.log.warning(warning)
         self.data.update(outcome.data)
+        self._remember_names(outcome.data)
         if "info" in outcome.data:
             self._info_at = now
         for a in outcome.data.get("alerts", []):
@@ -258,11 +263,11 @@ class NexusApp(App[int]):
         log = self.w_log
         if self.stream is None or not self.stream.requests:
             return
-        events = [e for e in self.stream.drain() if self.q.matches(e)]
+        events = self.stream.drain()
         if not events:
             return
-        log.append(events)
-        errors = [e for e in events if e.is_error]
+        log.append(events)  # all of them: the log shows those the filter keeps
+        errors = [e for e in events if e.is_error and self.q.matches(e)]
         if errors:
             panel = self.w_errors
             panel.merge(errors, self.q)
@@ -318,37 +323,63 @@ class NexusApp(App[int]):
         """New range or filter: forget what no longer applies and poll at once."""
         if q == self.q:
             return
-        filters_changed = (q.domain, q.account, q.model) != (self.q.domain, self.q.account, self.q.model)
+        filters_changed = (q.domain, q.account, q.model, q.status) != (
+            self.q.domain, self.q.account, self.q.model, self.q.status)
         self.q = q
         self.data = {"query": q, "info": self.data.get("info"), "alerts": self.data.get("alerts")}
         self.poller.fetched_at.clear()
         errors = self.w_errors
         errors.reset()
         if filters_changed:
-            self.w_log.reset()
+            self.w_log.narrow(q.matches if q.filtered else None)
         self._header_tick()
         self._start_poll(force=True)
 
     def action_cycle_range(self) -> None:
         q = self.q
-        self.set_query(Query(time_range=next_range(q.time_range), domain=q.domain, account=q.account,
-                             model=q.model))
+        self.set_query(q.with_(time_range=next_range(q.time_range)))
         self.notify(f"time range: {self.q.time_range}", timeout=2)
 
+    def _remember_names(self, data: dict[str, Any]) -> None:
+        stats = data.get("stats")
+        if stats is not None and not self.q.server_filtered:
+            for kind, rows in (("model", stats.by_model), ("domain", stats.by_domain)):
+                for b in rows:
+                    if b.key:
+                        self.seen[kind][b.key] = max(self.seen[kind].get(b.key, 0), b.requests)
+        for w in data.get("windows") or []:
+            if w.account_id:
+                self.seen["account"][w.account_id] = max(self.seen["account"].get(w.account_id, 0), w.requests)
+
+    def filter_known(self) -> dict[str, list[tuple[str, int]]]:
+        """What the filter matches against: names from the polls, topped up from the live log."""
+        seen = {k: dict(v) for k, v in self.seen.items()}
+        for ev in self.w_log.events.values():
+            for kind, name in (("model", ev.model), ("domain", ev.domain), ("account", ev.account_id)):
+                if name and name not in seen[kind]:
+                    seen[kind][name] = 1
+        return known_names(seen["model"], seen["domain"], seen["account"])
+
     def action_filter(self) -> None:
-        stats = self.data.get("stats")
-        suggestions: dict[str, list[str]] = {}
-        if stats is not None:
-            suggestions["domain"] = [b.key for b in stats.by_domain if b.key]
-            suggestions["model"] = [b.key for b in stats.by_model if b.key]
-        windows = self.data.get("windows") or []
-        suggestions["account"] = [w.account_id for w in windows if w.account_id]
+        log = self.w_log
+
+        def preview(q: Query) -> tuple[int, int]:
+            log.narrow(q.matches if q.filtered else None)  # live narrowing as you type
+            return log.count_matching(q.matches)
 
         def done(result: Query | None) -> None:
-            if result is not None:
+            if result is None:
+                log.narrow(self.q.matches if self.q.filtered else None)
+            else:
                 self.set_query(result)
+                log.narrow(result.matches if result.filtered else None)
 
-        self.push_screen(FilterScreen(self.q, suggestions), done)
+        self.push_screen(FilterScreen(self.q, self.filter_known(), preview), done)
+
+    def action_clear_filter(self) -> None:
+        if self.q.filtered:
+            self.set_query(self.q.cleared())
+            self.notify("filter cleared", timeout=2)
 
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
@@ -403,8 +434,7 @@ class NexusApp(App[int]):
             if event.request_id != "-":
                 q = self.q
                 account = None if q.account == event.request_id else event.request_id
-                self.set_query(Query(time_range=q.time_range, domain=q.domain, account=account,
-                                     model=q.model))
+                self.set_query(q.with_(account=account))
             return
         assert self.client is not None
         self.push_screen(RequestScreen(self.client, event.request_id))
@@ -423,7 +453,7 @@ class NexusApp(App[int]):
         yield SystemCommand("Open selected request", "Drill into the request under the cursor (Enter)",
                             self._open_selected)
         yield SystemCommand("Clear filter", "Show every domain, account and model",
-                            lambda: self.set_query(Query(time_range=self.q.time_range)))
+                            lambda: self.set_query(self.q.cleared()))
 
     def _open_selected(self) -> None:
         for table in (self.w_errors, self.w_log):

@@ -37,7 +37,7 @@ async def snapshot_json(client: DashboardClient, q: Query) -> dict[str, Any]:
         client.get_json("/api/stats", {**since, **params}),
         client.get_json("/api/token-usage/current", {"window": 300, "accountId": q.account,
                                                      "domain": q.domain}),
-        client.get_json("/api/costs", {"days": 31, "domain": q.domain, "accountId": q.account}),
+        client.get_json("/api/costs", {"days": 31, **params}),
         client.get_json("/api/errors", {**since, **params, "limit": 100}),
         client.get_json("/api/info"),
     )

@@ -229,7 +229,7 @@ def create_dashboard_app(runtime: Runtime, *, auth_max_failures: int = 20, rollu
     @app.get("/api/costs")
     async def costs() -> Response:
         days = parse_int(request.args, "days", 30, 1, 400)
-        return json_response(await queries().costs(days, runtime.now(), parse_filters(request.args, model=False)))
+        return json_response(await queries().costs(days, runtime.now(), parse_filters(request.args)))
 
     @app.get("/api/openapi.json")
     async def openapi() -> Response:

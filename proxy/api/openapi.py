@@ -43,7 +43,7 @@ _FILTER = {"type": "string", "maxLength": 512, "pattern": "^[^\\x00]*$"}
 _DOMAIN = _q("domain", _FILTER, "Only requests to this domain (Host).")
 _ACCOUNT = _q("accountId", _FILTER, "Only this account (alias: account).")
 _ACCOUNT_ALIAS = _q("account", _FILTER, "Alias of accountId.")
-_MODEL = _q("model", _FILTER, "Only this model.")
+_MODEL = _q("model", _FILTER, "Only this model: its full name or its family (sonnet-4-5).")
 _FILTERS = [_DOMAIN, _ACCOUNT, _ACCOUNT_ALIAS, _MODEL]
 _DAYS = _q("days", {"type": "integer", "minimum": 1, "maximum": 400, "default": 30},
            "Today (UTC) and the days - 1 days before it.")
@@ -242,7 +242,7 @@ def openapi_document(version: str) -> dict[str, Any]:
              _q("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "Recent rows.")],
             _ref("Errors")),
         "/api/costs": _get("Cost by day and model, cumulative, month to date and month-end projection.",
-                           [_DAYS, _DOMAIN, _ACCOUNT, _ACCOUNT_ALIAS], _ref("Costs")),
+                           [_DAYS, *_FILTERS], _ref("Costs")),
         "/api/sse": {"get": {
             "summary": "Live stream: request and alert events, heartbeats; honours Last-Event-ID.",
             "parameters": [

@@ -386,3 +386,27 @@ async def test_openapi_lists_every_route(api: Api):
                  "/api/timeseries", "/api/requests", "/api/requests/{id}", "/api/errors", "/api/costs",
                  "/api/alerts", "/api/sse", "/api/openapi.json"):
         assert path in doc["paths"], path
+
+
+async def test_model_filter_matches_the_family_the_monitor_shows(api: Api):
+    """``model=sonnet-4-5`` (what every table shows) finds both snapshots of that family, on
+    raw rows (``/api/requests``) and rollups (stats > 1 h, timeseries, costs) alike; other families not."""
+    dated = "claude-sonnet-4-5-20250929"
+    records = [rec(api.now, timedelta(minutes=2), model=SONNET, cost_usd=Decimal("0.5")),
+               rec(api.now, timedelta(hours=2), model=dated, cost_usd=Decimal("0.25")),
+               rec(api.now, timedelta(minutes=3), model="claude-sonnet-4", cost_usd=Decimal("4")),
+               rec(api.now, timedelta(minutes=4), model=HAIKU, cost_usd=Decimal("8"))]
+    await api.insert(records)
+    for since in ("1h", "24h"):
+        s = (await api.get("/api/stats", since=since, model="sonnet-4-5")).json()
+        assert s["totalRequests"] == (1 if since == "1h" else 2)
+        assert {m["model"] for m in s["byModel"]} == ({SONNET} if since == "1h" else {SONNET, dated})
+    # the exact full name still means only itself
+    assert (await api.get("/api/stats", since="24h", model=dated)).json()["totalRequests"] == 1
+    ts = (await api.get("/api/timeseries", since="24h", bucket=3600, model="sonnet-4-5")).json()
+    assert sum(b["requests"] for b in ts["points"]) == 2
+    rows = (await api.get("/api/requests", model="sonnet-4-5")).json()["requests"]
+    assert sorted(r["model"] for r in rows) == sorted([SONNET, dated])
+    costs = (await api.get("/api/costs", days=2, model="sonnet-4-5")).json()  # 2 h ago may be yesterday
+    assert costs["totalCostUsd"] == approx(0.75)
+    assert {m["model"] for m in costs["byModel"]} == {SONNET, dated}

@@ -93,8 +93,7 @@ class DashboardClient:
 
     async def costs(self, q: Query | None = None, days: int = 31) -> Costs:
         q = q or Query()
-        return Costs.parse(await self.get_json("/api/costs", {"days": days, "domain": q.domain,
-                                                               "accountId": q.account}))
+        return Costs.parse(await self.get_json("/api/costs", {"days": days, **q.params()}))
 
     async def errors(self, q: Query, limit: int = 50) -> ErrorsReport:
         return ErrorsReport.parse(await self.get_json("/api/errors", {

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from nexus.core.models import model_matches
 from tui.api.models import RequestEvent
 
 # name -> (seconds, timeseries bucket seconds); buckets keep every chart near 60-ish points.
@@ -22,12 +24,32 @@ RANGE_ORDER = tuple(TIME_RANGES)
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """What the user is looking at: the time range and the filters."""
+    """What the user is looking at: the time range and the filters.
+
+    ``model`` is a full name or a family (``sonnet-4-5``, what the tables show; the API matches
+    both). ``status`` is a class (``error``, ``ok``, ``2xx``/``4xx``/``5xx``) or a code (``429``);
+    the API's aggregates cannot filter by it, so it narrows the live log and the errors table only.
+    """
 
     time_range: str = "1h"
     domain: str | None = None
     account: str | None = None
     model: str | None = None
+    status: str | None = None
+
+    def with_(self, **changes: object) -> Query:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def filtered(self) -> bool:
+        return any((self.domain, self.account, self.model, self.status))
+
+    @property
+    def server_filtered(self) -> bool:
+        return any((self.domain, self.account, self.model))
+
+    def cleared(self) -> Query:
+        return Query(time_range=self.time_range)
 
     @property
     def seconds(self) -> int:
@@ -47,9 +69,9 @@ class Query:
             return False
         if self.account and (ev.account_id or "") != self.account:
             return False
-        if self.model and (ev.model or "") != self.model:
+        if self.model and not model_matches(ev.model, self.model):
             return False
-        return True
+        return not self.status or status_matches(ev, self.status)
 
     def params(self) -> dict[str, str | None]:
         """The filters as the API spells them (exact match server-side)."""
@@ -57,9 +79,23 @@ class Query:
 
     @property
     def filter_text(self) -> str:
-        parts = [f"{k}={v}" for k, v in (("domain", self.domain), ("account", self.account),
-                                         ("model", self.model)) if v]
+        parts = [f"{k}={v}" for k, v in (("model", self.model), ("domain", self.domain),
+                                         ("account", self.account), ("status", self.status)) if v]
         return " ".join(parts)
+
+
+STATUS_CLASS = re.compile(r"^(errors?|ok|[1-5]xx|[1-5][0-9]{2})$", re.IGNORECASE)
+
+
+def status_matches(ev: RequestEvent, status: str) -> bool:
+    s = status.lower()
+    if s in ("error", "errors"):
+        return ev.is_error
+    if s == "ok":
+        return not ev.is_error
+    if s.endswith("xx"):
+        return str(ev.status).startswith(s[0])
+    return str(ev.status) == s
 
 
 def next_range(name: str) -> str:

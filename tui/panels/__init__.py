@@ -12,6 +12,14 @@ from typing import Any, ClassVar
 from textual.widget import Widget
 
 
+def filter_note(q: Any, handles: tuple[str, ...] = ("domain", "account", "model")) -> str:
+    """" · status filter n/a" for the parts of an active filter a panel cannot apply (or "")."""
+    if q is None:
+        return ""
+    missing = [k for k in ("model", "domain", "account", "status") if getattr(q, k, None) and k not in handles]
+    return f" · {'/'.join(missing)} filter n/a" if missing else ""
+
+
 class Panel:
     """Mixin for the dashboard's panels."""
 

@@ -16,7 +16,7 @@ from textual.widgets import Static
 
 from tui import fmt
 from tui.api.reports import Costs, Stats
-from tui.panels import Panel
+from tui.panels import Panel, filter_note
 
 FAST_MARK = "»"  # marks fast-mode (speed: fast) spend; Latin-1, so every terminal font has it
 
@@ -76,10 +76,11 @@ class CostsPanel(Static, Panel):
         stats: Stats | None = data.get("stats")
         q = data.get("query")
         range_name = q.time_range if q else "1h"
-        key = (repr(costs), None if stats is None else stats.cost_usd, range_name)
+        key = (repr(costs), None if stats is None else stats.cost_usd, range_name, q)
         if key == self._last:
             return
         self._last = key
+        self.border_title = self.PANEL_TITLE + filter_note(q)
         table = costs_renderable(costs, stats, range_name)
         self.plain = to_plain(table)
         self.update(table)

@@ -46,14 +46,15 @@ def status_text(*, connected: bool, message: str, retry_in: float | None, auth_f
     else:
         retry = f" — retrying in {max(0, round(retry_in))}s" if retry_in is not None else ""
         t.append(f"○ {message}{retry}", style="bold yellow")
-    t.append(f"  up {fmt.duration(uptime_s)}" if uptime_s is not None else "", style="dim")
-    t.append("  range ", style="dim")
-    t.append(time_range, style="bold")
-    if filter_text:
+    if filter_text:  # before anything else: a filtered screen must say so even at 60 columns
         t.append("  filter ", style="dim")
-        t.append(filter_text, style="bold magenta")
+        t.append(filter_text, style="bold reverse")
+        t.append(" Esc clears", style="dim")
     if paused:
         t.append(f"  ⏸ PAUSED ({buffered} buffered)", style="bold reverse yellow")
+    t.append("  range ", style="dim")
+    t.append(time_range, style="bold")
+    t.append(f"  up {fmt.duration(uptime_s)}" if uptime_s is not None else "", style="dim")
     t.append(f"  {url}", style="dim")
     return t
 

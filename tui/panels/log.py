@@ -7,6 +7,8 @@ stays on the request you were reading while new ones arrive below. A virtual lis
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from rich.text import Text
@@ -47,16 +49,37 @@ class RequestLog(VirtualTable, Panel):
         self.border_title = self.PANEL_TITLE
         self._follow = True
         self.shown = 0
+        # Every event held, filtered or not, so a new filter narrows (and clearing it restores)
+        # what was already seen; the rows on screen are those the predicate keeps.
+        self.events: OrderedDict[str, RequestEvent] = OrderedDict()
+        self.predicate: Callable[[RequestEvent], bool] | None = None
+
+    def count_matching(self, pred: Callable[[RequestEvent], bool]) -> tuple[int, int]:
+        return sum(1 for e in self.events.values() if pred(e)), len(self.events)
+
+    def narrow(self, pred: Callable[[RequestEvent], bool] | None) -> None:
+        """Show only the held events ``pred`` keeps (None: all), newest followed."""
+        self.predicate = pred
+        self._rows = OrderedDict((k, log_cells(e)) for k, e in self.events.items() if pred is None or pred(e))
+        self._ids = None
+        self._follow = True
+        self.cursor_row = self.row_count - 1
+        self.refresh()
 
     def append(self, events: list[RequestEvent]) -> None:
         """Add a batch of new events; only the last ``MAX_ROWS`` of a big batch are kept."""
         if not events:
             return
+        pred = self.predicate
         for ev in events[-self.MAX_ROWS:]:
-            if ev.id and ev.id not in self._rows:
-                self._rows[ev.id] = log_cells(ev)
+            if ev.id and ev.id not in self.events:
+                self.events[ev.id] = ev
+                if pred is None or pred(ev):
+                    self._rows[ev.id] = log_cells(ev)
+        while len(self.events) > self.MAX_ROWS:
+            self.events.popitem(last=False)
         dropped = 0
-        while len(self._rows) > self.MAX_ROWS:
+        while len(self._rows) > self.MAX_ROWS or (self._rows and next(iter(self._rows)) not in self.events):
             self._rows.popitem(last=False)
             dropped += 1
         self._ids = None
@@ -73,6 +96,7 @@ class RequestLog(VirtualTable, Panel):
 
     def reset(self) -> None:
         self.clear_rows()
+        self.events.clear()
         self._follow = True
 
     def show(self, data: dict[str, Any]) -> None:

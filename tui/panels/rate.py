@@ -7,7 +7,7 @@ from typing import Any
 from textual_plotext import PlotextPlot
 
 from tui.api.reports import Timeseries
-from tui.panels import Panel
+from tui.panels import Panel, filter_note
 
 
 def bucket_labels(ts: Timeseries) -> list[str]:
@@ -52,5 +52,5 @@ class RateChart(PlotextPlot, Panel):
             plt.xticks(xs[::step], labels[::step])
         plt.ylim(0, None)
         total = sum(b.requests for b in ts.buckets)
-        self.border_title = f"{self.PANEL_TITLE} · {total} req"
+        self.border_title = f"{self.PANEL_TITLE} · {total} req" + filter_note(data.get("query"))
         self.refresh()

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from tui import fmt
 from tui.api.reports import TokenWindow
-from tui.panels import Panel
+from tui.panels import Panel, filter_note
 from tui.widgets.vlist import VirtualTable
 
 COLUMNS = [
@@ -60,4 +60,5 @@ class TokenWindowsPanel(VirtualTable, Panel):
         windows = sorted(windows, key=lambda w: -w.total_tokens)
         now = self.now()
         self.set_rows([(w.account_id or "-", window_cells(w, now)) for w in windows])
-        self.border_title = f"{self.PANEL_TITLE} · {len(windows)} accounts"
+        self.border_title = (f"{self.PANEL_TITLE} · {len(windows)} accounts"
+                             + filter_note(data.get("query"), ("domain", "account")))

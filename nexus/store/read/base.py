@@ -52,6 +52,8 @@ DIM_RAW_SQL = f"""count(*) FILTER (WHERE speed = 'fast' AND cost_usd IS NOT NULL
     coalesce(sum(web_fetch_requests), 0)::bigint AS web_fetch,
     coalesce(sum(thinking_tokens), 0)::bigint AS thinking,
     coalesce(sum(total_tokens) FILTER (WHERE {UNPRICED_SQL}), 0)::bigint AS unpriced_tokens"""
+# ``nexus.core.models.model_family`` in SQL: strip ``claude-`` and a trailing ``-YYYYMMDD``.
+MODEL_FAMILY_SQL = "regexp_replace(model, '^claude-|-[0-9]{8}$', '', 'g')"
 HIST_SUM_SQL = "ARRAY[" + ", ".join(f"sum(latency_hist[{i}])::bigint" for i in range(1, HIST_LEN + 1)) + "]"
 BOUNDS = [float(b) for b in LATENCY_BUCKETS_MS]
 
@@ -95,10 +97,14 @@ class Filters:
         an empty filter is never applied, so equality means the same on both.
         """
         parts = []
-        for column, value in (("domain", self.domain), ("account_id", self.account), ("model", self.model)):
+        for column, value in (("domain", self.domain), ("account_id", self.account)):
             if value:
                 args.append(value)
                 parts.append(f" AND {column} = ${len(args)}")
+        if self.model:  # the full name, or its family as the monitor shows it (sonnet-4-5)
+            args.append(self.model)
+            n = len(args)
+            parts.append(f" AND (model = ${n} OR {MODEL_FAMILY_SQL} = ${n})")
         return "".join(parts)
 
 
