@@ -56,9 +56,9 @@ class NexusApp(App[int]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-tiny"), (20, "-short"), (32, "-tall")]
     BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
-        Binding("question_mark", "help", "Help", key_display="?"),
+        # Footer order: what moves you around first, quitting last.
+        Binding("tab", "focus_next", "Next", key_display="Tab", priority=True),
+        Binding("shift+tab", "focus_previous", "Prev panel", show=False),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear filter", key_display="Esc"),
         Binding("t", "cycle_range", "Range"),
@@ -66,16 +66,21 @@ class NexusApp(App[int]):
         Binding("e", "export", "Export"),
         Binding("a", "alerts", "Alerts"),
         Binding("r", "refresh", "Refresh", show=False),
-        Binding("tab", "focus_next", "Next panel", show=False),
-        Binding("shift+tab", "focus_previous", "Prev panel", show=False),
+        Binding("z", "zoom", "Zoom", show=False),
+        *(Binding(str(n), f"panel({n})", f"Panel {n}", show=False) for n in range(1, 7)),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "back_or_quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
     def __init__(self, url: str = DEFAULT_URL, key: str | None = None, *, query: Query | None = None,
                  poll_interval: float = 2.0, tick: float = 0.5, stream: bool = True,
                  transport: httpx.AsyncBaseTransport | None = None,
                  now: Callable[[], datetime] | None = None, export_dir: Path | None = None,
-                 watch_terminal: bool = True, exit_after: float | None = None) -> None:
+                 watch_terminal: bool = True, exit_after: float | None = None,
+                 confirm_quit: str | None = None) -> None:
         super().__init__()
+        self.confirm_quit = confirm_quit  # asked once before quitting the main screen (nexus demo)
         self.exit_after = exit_after
         self.url = url
         self.key = key
@@ -122,7 +127,8 @@ class NexusApp(App[int]):
         with Horizontal(id="bottom"):
             yield RequestLog(id="log")
             yield ErrorsPanel(id="errors")
-        yield Footer()
+        # Without the "^p palette" corner: at 80 columns every key of the dashboard fits (Ctrl+P is in help).
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.client = DashboardClient(self.url, self.key, transport=self.transport)
@@ -333,6 +339,7 @@ class NexusApp(App[int]):
         if filters_changed:
             self.w_log.narrow(q.matches if q.filtered else None)
         self._header_tick()
+        self.refresh_bindings()
         self._start_poll(force=True)
 
     def action_cycle_range(self) -> None:
@@ -375,6 +382,57 @@ class NexusApp(App[int]):
                 log.narrow(result.matches if result.filtered else None)
 
         self.push_screen(FilterScreen(self.q, self.filter_known(), preview), done)
+
+    # Dashboard-only keys: hidden from a sub-screen's footer (which lists its own).
+    MAIN_ONLY = frozenset({"focus_next", "focus_previous", "filter", "clear_filter", "cycle_range",
+                           "toggle_pause", "zoom", "panel"})
+    PANEL_ORDER = ("rate", "latency", "windows", "costs", "log", "errors")  # keys 1 … 6
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.MAIN_ONLY and len(self.screen_stack) > 1:
+            return False
+        if action == "clear_filter":
+            return self.q.filtered  # in the footer only while a filter is on (Esc un-zooms first: Textual)
+        if action == "back_or_quit" and len(self.screen_stack) > 1:
+            return False  # the screen's own "q Back" shows instead
+        return True
+
+    def action_back_or_quit(self) -> None:
+        """``q``: back from any sub-screen; on the dashboard, quit (asking first under ``nexus demo``)."""
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+            return
+        if self.confirm_quit is None:
+            self.exit(0)
+            return
+        from tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit(0)
+
+        self.push_screen(ConfirmScreen(self.confirm_quit), answered)
+
+    def action_zoom(self) -> None:
+        """``z``: the focused panel full-screen; again (or Esc): back to the dashboard."""
+        screen = self.screen
+        if screen.maximized is not None:
+            screen.minimize()
+        elif self.focused is not None:
+            screen.maximize(self.focused)
+        self.refresh_bindings()
+
+    def action_panel(self, n: int) -> None:
+        """``1``…``6``: that panel full-screen; the same key again: back."""
+        screen = self.screen
+        widget = self.main_screen.query_one(f"#{self.PANEL_ORDER[n - 1]}")
+        if screen.maximized is widget:
+            screen.minimize()
+        else:
+            screen.minimize()
+            widget.focus()
+            screen.maximize(widget)
+        self.refresh_bindings()
 
     def action_clear_filter(self) -> None:
         if self.q.filtered:

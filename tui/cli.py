@@ -58,7 +58,8 @@ def cli_main(args: Any, settings: Settings) -> int:
 
 def run_attached(url: str, key: str, duration: float | None = None) -> int:
     """Used by ``nexus demo``: the same app, already-known URL and key."""
-    app = NexusApp(url, key, exit_after=duration)
+    app = NexusApp(url, key, exit_after=duration,
+                   confirm_quit="Quit the monitor and stop the demo servers?")
     app.run()
     return int(app.return_code or 0)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from nexus.core.models import model_family
+
 UNPRICED = "unpriced"
 DASH = "–"
 
@@ -102,11 +104,5 @@ def short_duration(seconds: float) -> str:
 
 
 def short_model(model: str | None) -> str:
-    """``claude-sonnet-4-5-20250929`` → ``sonnet-4-5``: the part that tells models apart."""
-    if not model:
-        return DASH
-    m = model.removeprefix("claude-")
-    parts = m.split("-")
-    if parts and len(parts[-1]) == 8 and parts[-1].isdigit():
-        parts = parts[:-1]
-    return "-".join(parts)
+    """``claude-sonnet-4-5-20250929`` → ``sonnet-4-5``: the family, the part that tells models apart."""
+    return model_family(model) or DASH

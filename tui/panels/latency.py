@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from textual.binding import Binding
 from textual_plotext import PlotextPlot
 
 from tui import fmt
@@ -16,6 +17,7 @@ class LatencyChart(PlotextPlot, Panel):
     SOURCES = ("timeseries", "stats")
     PANEL_TITLE = "Latency p50 / p95"
     can_focus = True
+    BINDINGS = [Binding("enter", "app.zoom", "Full screen", key_display="Enter")]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from textual.binding import Binding
 from textual_plotext import PlotextPlot
 
 from tui.api.reports import Timeseries
@@ -22,6 +23,7 @@ class RateChart(PlotextPlot, Panel):
     SOURCES = ("timeseries",)
     PANEL_TITLE = "Requests / min"
     can_focus = True
+    BINDINGS = [Binding("enter", "app.zoom", "Full screen", key_display="Enter")]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

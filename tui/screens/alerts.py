@@ -29,7 +29,7 @@ def alerts_renderable(alerts: list[Alert]) -> Table | Text:
 
 
 class AlertsScreen(Screen):
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("a", "app.pop_screen", "Back",
+    BINDINGS = [Binding("escape,q", "app.pop_screen", "Back", key_display="q/Esc"), Binding("a", "app.pop_screen", "Back",
                                                                     show=False)]
 
     def __init__(self, alerts: list[Alert]) -> None:
@@ -39,7 +39,7 @@ class AlertsScreen(Screen):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="alerts-scroll"):
             yield Static(alerts_renderable(self.alerts), id="alerts")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#alerts-scroll").border_title = "Alerts"

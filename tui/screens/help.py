@@ -11,19 +11,21 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 KEYS: list[tuple[str, str]] = [
-    ("↑ ↓  j k", "move in a table"),
+    ("↑ ↓  j k", "move in a table; g / G first / last row (the log follows again at the last)"),
     ("Tab / Shift+Tab", "next / previous panel"),
-    ("Enter", "open the selected request or error (drill-down)"),
-    ("Esc", "back / close"),
-    ("/", "filter by domain, account or model"),
+    ("Enter", "live log, errors: open that request · token windows: filter on that account "
+              "(again: clear) · charts: show full-screen"),
+    ("1 … 6", "one panel full-screen (rate, latency, windows, costs, log, errors); again: back"),
+    ("z", "maximize the focused panel (Esc or z: back)"),
+    ("q / Esc", "back from any screen; on the dashboard q quits, Esc clears the filter"),
+    ("/", "filter: type a name as shown — model (sonnet-4-5), domain, account, status (5xx, 429, error)"),
     ("t", "cycle time range: 15m → 1h → 6h → 24h → 7d"),
     ("p", "pause / resume (the stream keeps buffering, the view freezes)"),
-    ("e", "export: SVG of the screen + JSON snapshot into the current directory"),
-    ("a", "alerts: firing and recent"),
+    ("e", "export: SVG of the screen + JSON of the same data into the current directory"),
+    ("a", "alerts: firing and recent, live"),
     ("r", "refresh now (and reconnect at once)"),
     ("Ctrl+P", "command palette: every action by name"),
     ("?", "this help"),
-    ("q", "quit"),
 ]
 
 
@@ -43,12 +45,11 @@ def help_renderable() -> Table:
 
 class HelpScreen(Screen):
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape,q", "app.pop_screen", "Back", key_display="q/Esc"),
         Binding("question_mark", "app.pop_screen", "Back", show=False),
-        Binding("q", "app.pop_screen", "Back", show=False),
     ]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-scroll"):
             yield Static(help_renderable(), id="help")
-        yield Footer()
+        yield Footer(compact=True)

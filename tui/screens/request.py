@@ -149,7 +149,7 @@ def billing_parts(d: RequestDetail) -> list[Any]:
 
 class RequestScreen(Screen):
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape,q", "app.pop_screen", "Back", key_display="q/Esc"),
         Binding("j", "scroll_down", "Down", show=False),
         Binding("k", "scroll_up", "Up", show=False),
         Binding("down", "scroll_down", "Down", show=False),
@@ -165,7 +165,7 @@ class RequestScreen(Screen):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail-scroll"):
             yield Static(Text(f"loading {self.request_id} …", style="dim"), id="detail")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#detail-scroll").border_title = f"Request {self.request_id}"

@@ -37,7 +37,7 @@ class VirtualTable(Widget, can_focus=True):
         Binding("pagedown", "page_down", "Page down", show=False),
         Binding("home", "first", "First", show=False),
         Binding("end", "last", "Last", show=False),
-        Binding("enter", "select", "Open", show=False),
+        Binding("enter", "select", "Open", key_display="Enter"),
     ]
     DEFAULT_CSS = """
     VirtualTable { height: 1fr; }
