@@ -11,24 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Footer
 
+from tui.actions import DashboardActions
 from tui.api.client import DEFAULT_URL, DashboardClient
-from tui.api.errors import ApiError
 from tui.api.models import Alert
-from tui.api.query import Query, next_range
+from tui.api.query import Query
 from tui.api.stream import EventStream, StreamState
-from tui.filtering import known_names
 from tui.panels import Panel
 from tui.panels.costs import CostsPanel
 from tui.panels.errors import ErrorsPanel
@@ -37,16 +35,11 @@ from tui.panels.latency import LatencyChart
 from tui.panels.log import RequestLog
 from tui.panels.rate import RateChart
 from tui.panels.windows import TokenWindowsPanel
-from tui.poller import Poller
-from tui.screens.alerts import AlertsScreen
-from tui.screens.filter import FilterScreen
-from tui.screens.help import HelpScreen
-from tui.screens.request import RequestScreen
+from tui.poller import DATA_SOURCES, Poller, Window
 from tui.system import release_freed_memory, watch_terminal
-from tui.widgets.vlist import VirtualTable
 
 
-class NexusApp(App[int]):
+class NexusApp(DashboardActions, App[int]):
     """The dashboard. ``client_factory`` lets tests swap the transport; nothing else is faked."""
 
     CSS_PATH = "nexus.tcss"
@@ -95,6 +88,10 @@ class NexusApp(App[int]):
         self.client: DashboardClient | None = None
         self.stream: EventStream | None = None
         self.data: dict[str, Any] = {"query": self.q}
+        self.raw: dict[str, Any] = {}  # the API's JSON behind ``data``, source by source
+        self.shown: dict[str, Any] = {}  # the snapshot on screen (export writes this)
+        self.updated_at: float | None = None  # monotonic time of the last whole snapshot
+        self.updated_wall: datetime | None = None
         self.poller = Poller()
         self.alerts: dict[str, Alert] = {}
         self.paused = False
@@ -185,7 +182,9 @@ class NexusApp(App[int]):
         self.run_worker(self._poll(force), group="poll", exit_on_error=False)
 
     def _due_sources(self, force: bool) -> list[str]:
-        wanted = {src for panel in self.panels if panel.panel_visible() for src in panel.SOURCES}
+        # Every data source together while the dashboard is up (one snapshot for the whole screen,
+        # zoomed or not); behind a sub-screen only what stays on screen (alerts, info).
+        wanted = DATA_SOURCES if self._main_active() else ()
         return self.poller.due(wanted, force, time.monotonic())
 
     async def _poll(self, force: bool) -> None:
@@ -193,13 +192,14 @@ class NexusApp(App[int]):
         try:
             q = self.q
             sources = self._due_sources(force)
+            window = Window.ending(self.now(), q)
             assert self.client is not None
-            results = await self.poller.fetch(self.client, q, sources)
+            results = await self.poller.fetch(self.client, q, sources, window)
             if q != self.q:  # the user changed range/filter meanwhile: these answers are stale
                 self._force_next = True
             else:
                 self.polls += 1
-                self._absorb(sources, results)
+                self._absorb(sources, results, window)
                 ok = not self.api_down and self.auth_error is None
         except Exception as exc:  # a bug in a panel must not kill the poll loop
             self.api_message = f"poll error: {exc}"
@@ -217,17 +217,23 @@ class NexusApp(App[int]):
         self.next_poll_at = time.monotonic() + delay
         self._poll_timer = self.set_timer(delay, lambda: self._start_poll(force=not ok), name="poll")
 
-    def _absorb(self, sources: list[str], results: list[Any]) -> None:
+    def _absorb(self, sources: list[str], results: list[Any], window: Window) -> None:
         now = time.monotonic()
         outcome = self.poller.sort(sources, results, now)
         for warning in outcome.warnings:
             self.log.warning(warning)
         self.data.update(outcome.data)
+        self.raw.update(outcome.raw)
+        if all(s in outcome.data for s in DATA_SOURCES):
+            # A whole snapshot: every panel's numbers are over this one window.
+            self.data["window"] = window
+            self.updated_at = now
+            self.updated_wall = self.now()
         self._remember_names(outcome.data)
         if "info" in outcome.data:
             self._info_at = now
         for a in outcome.data.get("alerts", []):
-            self.alerts[a.id] = a
+            self.alerts[a.id] = a.merged(self.alerts.get(a.id))
         while len(self.alerts) > 200:  # bounded, like everything long-lived here
             self.alerts.pop(next(iter(self.alerts)))
         auth, down = outcome.auth, outcome.down
@@ -242,8 +248,12 @@ class NexusApp(App[int]):
     def _show_panels(self) -> None:
         self.data["query"] = self.q
         self.data["now"] = self.now()
+        self.data["api_down"] = self.api_down
+        # What the screen now shows, for ``e``: the same snapshot, not a fresh fetch.
+        self.shown = {"window": self.data.get("window"), "query": self.q, "raw": dict(self.raw),
+                      "updated": self.updated_wall}
         for panel in self.panels:
-            if panel.panel_visible():
+            if panel.display:  # zoomed-away panels too: un-zooming must not show an older snapshot
                 try:
                     panel.show(self.data)
                 except Exception as exc:  # one broken panel must not blank the others
@@ -257,7 +267,7 @@ class NexusApp(App[int]):
             self._header_tick()
 
     def _on_alert(self, alert: Alert) -> None:
-        self.alerts[alert.id] = alert
+        self.alerts[alert.id] = alert.merged(self.alerts.get(alert.id))
         self.w_banner.show_alerts(list(self.alerts.values()))
         if alert.firing:
             self.notify(f"{alert.rule}: {alert.message}", title="Alert", severity="error", timeout=10)
@@ -286,14 +296,14 @@ class NexusApp(App[int]):
         uptime = None
         if info is not None and info.uptime_s is not None and self._info_at is not None and not self.api_down:
             uptime = info.uptime_s + (time.monotonic() - self._info_at)
-        if self.auth_error or (st is not None and st.auth_failed):
-            text = status_text(connected=False, message=self.auth_error or (st.message if st else ""),
-                               retry_in=None, auth_failed=True, uptime_s=uptime, time_range=self.q.time_range,
-                               filter_text=self.q.filter_text, paused=self.paused,
-                               buffered=self._buffered(), url=self.url)
+        auth_failed = bool(self.auth_error or (st is not None and st.auth_failed))
+        retry_in = None
+        if auth_failed:
+            connected, msg = False, self.auth_error or (st.message if st else "")
         else:
             stream_ok = st is None or st.connected
             connected = stream_ok and not self.api_down and self.polls > 0
+            msg = "live"
             if not connected:
                 retry_at = None
                 if self.api_down and self.next_poll_at is not None:
@@ -304,15 +314,14 @@ class NexusApp(App[int]):
                 msg = "connecting…" if self.polls == 0 and not self.api_down else "disconnected"
                 if self.api_down and "database" in self.api_message:
                     msg = self.api_message
-                text = status_text(connected=False, message=msg, retry_in=retry_in, auth_failed=False,
-                                   uptime_s=uptime, time_range=self.q.time_range,
-                                   filter_text=self.q.filter_text, paused=self.paused,
-                                   buffered=self._buffered(), url=self.url)
-            else:
-                text = status_text(connected=True, message="live", retry_in=None, auth_failed=False,
-                                   uptime_s=uptime, time_range=self.q.time_range,
-                                   filter_text=self.q.filter_text, paused=self.paused,
-                                   buffered=self._buffered(), url=self.url)
+        # Numbers that no longer move must not look live: dimmed, with the time they stopped.
+        stale = not connected and self.updated_wall is not None
+        self.main_screen.set_class(stale, "-stale")
+        ago = None if self.updated_at is None else time.monotonic() - self.updated_at
+        text = status_text(connected=connected, message=msg, retry_in=retry_in, auth_failed=auth_failed,
+                           uptime_s=uptime, time_range=self.q.time_range, filter_text=self.q.filter_text,
+                           paused=self.paused, buffered=self._buffered(), url=self.url,
+                           updated_ago=ago, stale_since=self.updated_wall if stale else None)
         self.w_status.set_text(text)
 
     def _buffered(self) -> int:
@@ -333,6 +342,7 @@ class NexusApp(App[int]):
             self.q.domain, self.q.account, self.q.model, self.q.status)
         self.q = q
         self.data = {"query": q, "info": self.data.get("info"), "alerts": self.data.get("alerts")}
+        self.raw = {k: v for k, v in self.raw.items() if k in ("info", "alerts")}
         self.poller.fetched_at.clear()
         errors = self.w_errors
         errors.reset()
@@ -341,182 +351,3 @@ class NexusApp(App[int]):
         self._header_tick()
         self.refresh_bindings()
         self._start_poll(force=True)
-
-    def action_cycle_range(self) -> None:
-        q = self.q
-        self.set_query(q.with_(time_range=next_range(q.time_range)))
-        self.notify(f"time range: {self.q.time_range}", timeout=2)
-
-    def _remember_names(self, data: dict[str, Any]) -> None:
-        stats = data.get("stats")
-        if stats is not None and not self.q.server_filtered:
-            for kind, rows in (("model", stats.by_model), ("domain", stats.by_domain)):
-                for b in rows:
-                    if b.key:
-                        self.seen[kind][b.key] = max(self.seen[kind].get(b.key, 0), b.requests)
-        for w in data.get("windows") or []:
-            if w.account_id:
-                self.seen["account"][w.account_id] = max(self.seen["account"].get(w.account_id, 0), w.requests)
-
-    def filter_known(self) -> dict[str, list[tuple[str, int]]]:
-        """What the filter matches against: names from the polls, topped up from the live log."""
-        seen = {k: dict(v) for k, v in self.seen.items()}
-        for ev in self.w_log.events.values():
-            for kind, name in (("model", ev.model), ("domain", ev.domain), ("account", ev.account_id)):
-                if name and name not in seen[kind]:
-                    seen[kind][name] = 1
-        return known_names(seen["model"], seen["domain"], seen["account"])
-
-    def action_filter(self) -> None:
-        log = self.w_log
-
-        def preview(q: Query) -> tuple[int, int]:
-            log.narrow(q.matches if q.filtered else None)  # live narrowing as you type
-            return log.count_matching(q.matches)
-
-        def done(result: Query | None) -> None:
-            if result is None:
-                log.narrow(self.q.matches if self.q.filtered else None)
-            else:
-                self.set_query(result)
-                log.narrow(result.matches if result.filtered else None)
-
-        self.push_screen(FilterScreen(self.q, self.filter_known(), preview), done)
-
-    # Dashboard-only keys: hidden from a sub-screen's footer (which lists its own).
-    MAIN_ONLY = frozenset({"focus_next", "focus_previous", "filter", "clear_filter", "cycle_range",
-                           "toggle_pause", "zoom", "panel"})
-    PANEL_ORDER = ("rate", "latency", "windows", "costs", "log", "errors")  # keys 1 … 6
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in self.MAIN_ONLY and len(self.screen_stack) > 1:
-            return False
-        if action == "clear_filter":
-            return self.q.filtered  # in the footer only while a filter is on (Esc un-zooms first: Textual)
-        if action == "back_or_quit" and len(self.screen_stack) > 1:
-            return False  # the screen's own "q Back" shows instead
-        return True
-
-    def action_back_or_quit(self) -> None:
-        """``q``: back from any sub-screen; on the dashboard, quit (asking first under ``nexus demo``)."""
-        if len(self.screen_stack) > 1:
-            self.pop_screen()
-            return
-        if self.confirm_quit is None:
-            self.exit(0)
-            return
-        from tui.screens.confirm import ConfirmScreen
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.exit(0)
-
-        self.push_screen(ConfirmScreen(self.confirm_quit), answered)
-
-    def action_zoom(self) -> None:
-        """``z``: the focused panel full-screen; again (or Esc): back to the dashboard."""
-        screen = self.screen
-        if screen.maximized is not None:
-            screen.minimize()
-        elif self.focused is not None:
-            screen.maximize(self.focused)
-        self.refresh_bindings()
-
-    def action_panel(self, n: int) -> None:
-        """``1``…``6``: that panel full-screen; the same key again: back."""
-        screen = self.screen
-        widget = self.main_screen.query_one(f"#{self.PANEL_ORDER[n - 1]}")
-        if screen.maximized is widget:
-            screen.minimize()
-        else:
-            screen.minimize()
-            widget.focus()
-            screen.maximize(widget)
-        self.refresh_bindings()
-
-    def action_clear_filter(self) -> None:
-        if self.q.filtered:
-            self.set_query(self.q.cleared())
-            self.notify("filter cleared", timeout=2)
-
-    def action_toggle_pause(self) -> None:
-        self.paused = not self.paused
-        if not self.paused:
-            self._tick()
-            self._show_panels()
-        self._header_tick()
-
-    def action_refresh(self) -> None:
-        if self.stream is not None:
-            self.stream.retry_now()
-        self._start_poll(force=True)
-
-    def action_help(self) -> None:
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
-
-    def action_alerts(self) -> None:
-        self.push_screen(AlertsScreen(list(self.alerts.values())))
-
-    def action_export(self) -> None:
-        self.run_worker(self._export(), group="export", exit_on_error=False)
-
-    async def _export(self) -> list[Path]:
-        """SVG of the screen as it is now, plus a JSON snapshot of the API, into ``export_dir``."""
-        from tui.export import snapshot_json, write_json
-
-        stamp = self.now().astimezone().strftime("%Y%m%d-%H%M%S")
-        svg = self._save_svg(stamp)
-        paths = [svg]
-        assert self.client is not None
-        try:
-            snap = await snapshot_json(self.client, self.q)
-        except ApiError as exc:
-            self.notify(f"saved {svg} (JSON skipped: {exc})", title="Export", severity="warning", timeout=8)
-            self.last_export = paths
-            return paths
-        json_path = write_json(self.export_dir / f"nexus-{stamp}.json", snap)
-        paths.append(json_path)
-        self.last_export = paths
-        self.notify("\n".join(str(p) for p in paths), title="Exported", timeout=8)
-        return paths
-
-    def _save_svg(self, stamp: str) -> Path:
-        self.export_dir.mkdir(parents=True, exist_ok=True)
-        return Path(self.save_screenshot(filename=f"nexus-{stamp}.svg", path=str(self.export_dir))).resolve()
-
-    def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
-        """Enter in the live log or the errors table: drill into that request. Enter on a token
-        window: filter on that account (again: clear the filter)."""
-        if isinstance(event.table, TokenWindowsPanel):
-            if event.request_id != "-":
-                q = self.q
-                account = None if q.account == event.request_id else event.request_id
-                self.set_query(q.with_(account=account))
-            return
-        assert self.client is not None
-        self.push_screen(RequestScreen(self.client, event.request_id))
-
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        yield SystemCommand("Filter", "Filter by domain, account or model (/)", self.action_filter)
-        yield SystemCommand("Time range", "Cycle 15m / 1h / 6h / 24h / 7d (t)", self.action_cycle_range)
-        yield SystemCommand("Pause / resume", "Freeze the view; the stream keeps buffering (p)",
-                            self.action_toggle_pause)
-        yield SystemCommand("Export", "SVG + JSON snapshot into the current directory (e)",
-                            self.action_export)
-        yield SystemCommand("Alerts", "Firing and recent alerts (a)", self.action_alerts)
-        yield SystemCommand("Refresh", "Poll now and reconnect the stream (r)", self.action_refresh)
-        yield SystemCommand("Help", "Every key (?)", self.action_help)
-        yield SystemCommand("Open selected request", "Drill into the request under the cursor (Enter)",
-                            self._open_selected)
-        yield SystemCommand("Clear filter", "Show every domain, account and model",
-                            lambda: self.set_query(self.q.cleared()))
-
-    def _open_selected(self) -> None:
-        for table in (self.w_errors, self.w_log):
-            rid = table.current_id
-            if rid and self.client is not None:
-                self.push_screen(RequestScreen(self.client, rid))
-                return
-        self.notify("no request selected", severity="warning")

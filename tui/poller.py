@@ -8,45 +8,89 @@ finished, so polls never overlap. No Textual here: the App owns the timers and t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tui.api.client import DashboardClient
 from tui.api.errors import ApiAuthError, ApiError, ApiUnreachable
+from tui.api.models import Info, parse_alerts
 from tui.api.query import Query
+from tui.api.reports import Costs, ErrorsReport, Stats, Timeseries, parse_windows
 
-# source -> seconds between fetches. Cheap, fast-moving numbers often; costs rarely.
+# source -> seconds between fetches. The data sources are fetched together on every poll, over one
+# window, so every number on screen comes from the same snapshot; only the server's info is slower.
 SOURCE_INTERVALS: dict[str, float] = {
-    "stats": 4.0,
-    "errors": 6.0,
-    "timeseries": 10.0,
-    "windows": 10.0,
-    "alerts": 15.0,
-    "costs": 10.0,  # the header shows cost from stats: a stale panel beside it looks wrong
+    "stats": 0.0,
+    "timeseries": 0.0,
+    "windows": 0.0,
+    "errors": 0.0,
+    "costs": 0.0,
+    "alerts": 0.0,
     "info": 60.0,
 }
+DATA_SOURCES = ("stats", "timeseries", "windows", "errors", "costs")
 ALWAYS = ("info", "alerts")  # the header and the banner are always on screen
 
 
-async def _alerts(c: DashboardClient, q: Query) -> Any:
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The ``[since, until)`` every source of one poll is asked for."""
+
+    since: datetime
+    until: datetime
+
+    @classmethod
+    def ending(cls, until: datetime, q: Query) -> Window:
+        until = until.astimezone(UTC).replace(microsecond=0)
+        return cls(until - timedelta(seconds=q.seconds), until)
+
+    def params(self) -> dict[str, str]:
+        return {"since": _iso(self.since), "until": _iso(self.until)}
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def requests_for(q: Query, w: Window) -> dict[str, tuple[str, dict[str, Any]]]:
+    """source -> (path, params): what the dashboard shows, over one window. ``nexus export`` asks the same."""
+    f = q.params()
+    return {
+        "stats": ("/api/stats", {**w.params(), **f}),
+        "timeseries": ("/api/timeseries", {**w.params(), "bucket": q.bucket, **f}),
+        "windows": ("/api/token-usage/current", {"window": 300, "accountId": q.account, "domain": q.domain}),
+        "errors": ("/api/errors", {**w.params(), "limit": 50, **f}),
+        "costs": ("/api/costs", {"days": 31, **f}),
+        "alerts": ("/api/alerts", {}),
+        "info": ("/api/info", {}),
+    }
+
+
+def parse(source: str, raw: Any, q: Query) -> Any:
+    if source == "stats":
+        return Stats.parse(raw)
+    if source == "timeseries":
+        return Timeseries.parse(raw, q.bucket)
+    if source == "windows":
+        return parse_windows(raw)
+    if source == "errors":
+        return ErrorsReport.parse(raw)
+    if source == "costs":
+        return Costs.parse(raw)
+    if source == "alerts":
+        return parse_alerts(raw)
+    return Info.parse(raw)
+
+
+async def fetch_raw(client: DashboardClient, source: str, path: str, params: dict[str, Any]) -> Any:
     try:
-        return await c.alerts()
+        return await client.get_json(path, params)
     except ApiError as exc:
-        if exc.status == 404:  # no alerts route on this server: not an outage
+        if source == "alerts" and exc.status == 404:  # no alerts route on this server: not an outage
             return []
         raise
-
-
-FETCHERS: dict[str, Callable[[DashboardClient, Query], Awaitable[Any]]] = {
-    "stats": lambda c, q: c.stats(q),
-    "timeseries": lambda c, q: c.timeseries(q),
-    "windows": lambda c, q: c.token_windows(q),
-    "errors": lambda c, q: c.errors(q),
-    "costs": lambda c, q: c.costs(q),
-    "info": lambda c, q: c.info(),
-    "alerts": _alerts,
-}
 
 
 @dataclass
@@ -54,6 +98,7 @@ class PollOutcome:
     """One poll, sorted: fresh data per source, and whether the API is down or refuses our key."""
 
     data: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
     down: str | None = None
     auth: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -71,8 +116,16 @@ class Poller:
         return [s for s, every in self.intervals.items() if s in wanted and (
             force or now - self.fetched_at.get(s, -1e9) >= every * 0.95)]
 
-    async def fetch(self, client: DashboardClient, q: Query, sources: list[str]) -> list[Any]:
-        return await asyncio.gather(*(FETCHERS[s](client, q) for s in sources), return_exceptions=True)
+    async def fetch(self, client: DashboardClient, q: Query, sources: list[str], w: Window) -> list[Any]:
+        """(raw JSON, parsed) per source, or the exception it raised."""
+        reqs = requests_for(q, w)
+
+        async def one(source: str) -> Any:
+            path, params = reqs[source]
+            raw = await fetch_raw(client, source, path, params)
+            return raw, parse(source, raw, q)
+
+        return await asyncio.gather(*(one(s) for s in sources), return_exceptions=True)
 
     def sort(self, sources: list[str], results: list[Any], now: float) -> PollOutcome:
         out = PollOutcome()
@@ -90,7 +143,7 @@ class Poller:
             elif isinstance(result, BaseException):
                 out.warnings.append(f"{source}: {result!r}")
             else:
-                out.data[source] = result
+                out.raw[source], out.data[source] = result
                 self.fetched_at[source] = now
         return out
 

@@ -96,7 +96,8 @@ def test_time_helpers():
 def test_filters_sql_is_parameterised():
     args: list = [1]
     sql = Filters(domain="x'; DROP TABLE api_requests; --", account=None, model="m").sql(args)
-    assert sql == " AND domain = $2 AND model = $3"
+    assert sql == (" AND domain = $2 AND (model = $3 OR "
+                   "regexp_replace(model, '^claude-|-[0-9]{8}$', '', 'g') = $3)")  # exact name or family
     assert args == [1, "x'; DROP TABLE api_requests; --", "m"]
 
 
@@ -211,3 +212,15 @@ def test_cache_is_bounded_by_rows():
     assert c.get(("k", 9)) == []
     c.clear()
     assert c.rows == 0
+
+
+async def test_model_family_sql_is_the_python_rule(pool):
+    """One rule, two spellings: the API's family match in SQL equals ``nexus.core.models.model_family``."""
+    from nexus.core.models import model_family
+    from nexus.store.read.base import MODEL_FAMILY_SQL
+
+    names = ["claude-sonnet-4-5-20250929", "claude-sonnet-4-5", "claude-3-5-haiku-20241022", "my-model",
+             "claude-opus-4-1-2025", "gpt-4o-20240513", "claude-", ""]
+    async with pool.acquire() as conn:
+        got = await conn.fetch(f"SELECT model, {MODEL_FAMILY_SQL} AS fam FROM unnest($1::text[]) AS model", names)
+    assert {r["model"]: r["fam"] for r in got} == {n: model_family(n) for n in names}

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from tests.support.traffic import api_get, send, wait_total
+from tests.tui.screen import screen_text
+from tui import fmt
 from tui.api.client import DashboardClient
 from tui.api.query import Query
 from tui.app import NexusApp
@@ -70,8 +72,9 @@ async def test_panels_show_the_api_numbers(stack: Any, tmp_path: Path) -> None:
                     what="first poll")
         await pilot.pause(0.2)
         strip = app.query_one(StatsStrip).plain
-        assert f"requests {stats['totalRequests']:,}" in strip
-        assert f"errors {stats['errorCount']:,}" in strip
+        assert strip.startswith(" last 1h ")
+        assert f"req {stats['totalRequests']:,}" in strip
+        assert f"({stats['errorCount']:,})" in strip
         status = app.query_one(StatusBar).plain
         assert "live" in status and "range 1h" in status
         # token windows: one row per account the API lists
@@ -93,6 +96,33 @@ async def test_panels_show_the_api_numbers(stack: Any, tmp_path: Path) -> None:
         await send(stack, 3, domain="team-c.example")
         await until(pilot, lambda: log.shown >= before + 3, what="3 live rows")
         assert any(c[-1] == "team-c.example" for c in log._rows.values())
+
+
+async def test_header_charts_costs_and_errors_come_from_one_snapshot(stack: Any, tmp_path: Path) -> None:
+    """Every source of a poll is asked for the same [since, until); the numbers that appear twice
+    on screen (the range's cost, the error count) are the same string in both places."""
+    await seed(stack)
+    app = make_app(stack, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.updated_at is not None, what="a whole snapshot")
+        await pilot.pause(0.1)
+        raw = app.shown["raw"]
+        w = app.shown["window"]
+        for source in ("stats", "timeseries", "errors"):
+            assert raw[source]["until"].startswith(w.until.strftime("%Y-%m-%dT%H:%M:%S")), source
+            assert raw[source]["since"].startswith(w.since.strftime("%Y-%m-%dT%H:%M:%S")), source
+        stats = app.data["stats"]
+        strip = app.query_one(StatsStrip).plain
+        costs = app.query_one(CostsPanel).plain
+        assert f"cost {fmt.usd(stats.cost_usd)}" in strip
+        assert any(line.split()[:2] == ["last", "1h"] and fmt.usd(stats.cost_usd) in line
+                   for line in costs.splitlines())
+        assert f"Errors · {raw['errors']['totalErrors']} in 1h" in str(app.query_one(ErrorsPanel).border_title)
+        assert raw["errors"]["totalErrors"] == raw["stats"]["errorCount"]
+        # the charts say their window is per bucket, the header says its window
+        assert "per 1 min" in str(app.query_one("#latency").border_title)
+        assert strip.startswith(" last 1h ")
+        assert "updated" in app.query_one(StatusBar).plain
 
 
 async def test_enter_opens_the_selected_error(stack: Any, tmp_path: Path) -> None:
@@ -260,6 +290,13 @@ async def test_api_going_away_and_coming_back_is_survived(db_dsn: str, tmp_path:
             await until(pilot, lambda: "disconnected" in (app.query_one(StatusBar).plain),
                         what="disconnected banner")
             assert app.is_running
+            # the last snapshot stays on screen, dimmed, and says since when it is stale
+            assert app.updated_wall is not None
+            assert f"STALE since {fmt.clock(app.updated_wall)}" in app.query_one(StatusBar).plain
+            assert app.main_screen.has_class("-stale")
+            await pilot.press("a")
+            assert "unknown" in screen_text(app) and "No alerts" not in screen_text(app)
+            await pilot.press("q")
             # events published while the API is down are replayed from the broker's history
             missed = await publish(2, "during.example")
             server = await start_server(create_dashboard_app(runtime), "127.0.0.1", port)
@@ -270,6 +307,8 @@ async def test_api_going_away_and_coming_back_is_survived(db_dsn: str, tmp_path:
             await until(pilot, lambda: str(after[0].id) in log._rows, what="live again")
             assert app.stream.state.reconnects >= 1
             assert "live" in (app.query_one(StatusBar).plain)
+            await until(pilot, lambda: not app.main_screen.has_class("-stale"), what="not stale")
+            assert "STALE" not in app.query_one(StatusBar).plain
     finally:
         await server.stop(timeout=3)
         await pool.close()

@@ -186,10 +186,34 @@ class Alert:
     state: str = "firing"  # firing | resolved
     fired_at: datetime | None = None
     resolved_at: datetime | None = None
+    value: float | None = None
+    threshold: float | None = None
+    # Kept by the monitor across updates: the server rewrites the summary when an alert resolves
+    # ("Error rate 4.1 %…"), which alone reads as if nothing had happened.
+    fired_message: str | None = None
+    peak: float | None = None
 
     @property
     def firing(self) -> bool:
         return self.state in ("firing", "active", "open") and self.resolved_at is None
+
+    def merged(self, old: Alert | None) -> Alert:
+        """This update, keeping what the earlier ones said: the firing message and the peak value."""
+        fired = self.message if self.firing else (old.fired_message if old else None)
+        if fired is None and old is not None and old.firing:
+            fired = old.message
+        values = [v for v in (self.value, self.peak, old.peak if old else None, old.value if old else None)
+                  if v is not None]
+        self.fired_message = fired
+        self.peak = max(values) if values else None
+        return self
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.fired_at is None:
+            return None
+        end = self.resolved_at or datetime.now(UTC)
+        return (end - self.fired_at).total_seconds()
 
     @classmethod
     def parse(cls, d: Mapping[str, Any]) -> Alert:
@@ -202,6 +226,8 @@ class Alert:
             state=state,
             fired_at=parse_time(field_of(d, "firedAt", "startedAt", "time", "createdAt")),
             resolved_at=parse_time(field_of(d, "resolvedAt", "endedAt")),
+            value=as_opt_float(field_of(d, "value")),
+            threshold=as_opt_float(field_of(d, "threshold")),
         )
 
 

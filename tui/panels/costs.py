@@ -26,12 +26,12 @@ def costs_renderable(costs: Costs, stats: Stats | None, range_name: str) -> Tabl
     t.add_column(ratio=3, no_wrap=True, overflow="ellipsis")
     t.add_column(justify="right", ratio=2, no_wrap=True)
     t.add_column(justify="right", ratio=2, no_wrap=True)
-    t.add_row(Text("today", style="bold"), Text(fmt.usd(costs.today_usd), style="bold"), "")
-    t.add_row(Text("month", style="bold"), Text(fmt.usd(costs.month_usd), style="bold"),
+    if stats is not None:  # the header's cost, from the same snapshot
+        t.add_row(Text(f"last {range_name}", style="bold"), Text(fmt.usd(stats.cost_usd), style="bold"), "")
+    t.add_row("today UTC", fmt.usd(costs.today_usd), "")
+    t.add_row("month", fmt.usd(costs.month_usd),
               Text("→ " + fmt.usd(costs.projection_usd), style="dim") if costs.projection_usd is not None
               else "")
-    if stats is not None:
-        t.add_row(f"last {range_name}", fmt.usd(stats.cost_usd), "")
     # Billing dimensions of the cost range, shown only when there is something to say.
     if costs.web_searches:
         t.add_row("web search", fmt.usd(costs.web_search_usd), Text(f"{costs.web_searches} srch", style="dim"))
@@ -39,6 +39,8 @@ def costs_renderable(costs: Costs, stats: Stats | None, range_name: str) -> Tabl
         t.add_row(Text(f"{FAST_MARK} fast mode"), fmt.usd(costs.fast_usd),
                   Text(f"{costs.fast_share:.0%} of $", style="magenta"))
     models = sorted(costs.by_model, key=lambda b: -(b.cost_usd or 0.0))
+    if models or costs.unpriced_models:
+        t.add_row(Text("by model, 31 days", style="dim italic"), "", "")
     for b in models[:6]:
         priced = b.cost_usd is not None and b.key not in costs.unpriced_models
         cost = Text(fmt.usd(b.cost_usd)) if priced else Text(fmt.UNPRICED, style="yellow")

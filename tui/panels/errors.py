@@ -15,7 +15,7 @@ from tui import fmt
 from tui.api.models import RequestEvent
 from tui.api.query import Query
 from tui.api.reports import ErrorsReport
-from tui.panels import Panel
+from tui.panels import Panel, filter_note
 from tui.widgets.vlist import VirtualTable
 
 COLUMNS = [
@@ -43,6 +43,8 @@ class ErrorsPanel(VirtualTable, Panel):
         super().__init__(**kwargs)
         self.border_title = self.PANEL_TITLE
         self._events: dict[str, RequestEvent] = {}
+        self._report: ErrorsReport | None = None
+        self._until: Any = None
 
     def merge(self, events: list[RequestEvent], query: Query | None = None) -> None:
         """Add error events (from a poll or the stream); keeps the newest ``MAX_ROWS``."""
@@ -55,6 +57,7 @@ class ErrorsPanel(VirtualTable, Panel):
 
     def reset(self) -> None:
         self._events.clear()
+        self._report = None
         self.clear_rows()
 
     def show(self, data: dict[str, Any]) -> None:
@@ -68,9 +71,21 @@ class ErrorsPanel(VirtualTable, Panel):
         events = sorted(self._events.values(), key=_time_key, reverse=True)
         self.set_rows([(e.id, error_cells(e)) for e in events])
         if report is not None:
+            self._report = report
+            window = data.get("window")
+            self._until = window.until if window is not None else None
+        report = self._report
+        if report is not None:
+            # The poll's count, plus the errors the stream delivered since its window closed,
+            # so the title never lags the rows under it.
+            live = sum(1 for e in events if self._until is not None and e.time is not None
+                       and e.time >= self._until)
             top = report.groups[:3]
             summary = ", ".join(f"{g.status} {g.error_type or ''}".strip() + f" ×{g.count}" for g in top)
-            self.border_title = f"{self.PANEL_TITLE} · {report.total}" + (f" · {summary}" if summary else "")
+            q_range = q.time_range if q is not None else ""
+            self.border_title = (f"{self.PANEL_TITLE} · {report.total + live} in {q_range}"
+                                 + (f" · {summary}" if summary else "") + filter_note(q, ("domain", "account",
+                                                                                        "model", "status")))
 
 
 def _time_key(ev: RequestEvent) -> float:

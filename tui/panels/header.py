@@ -6,6 +6,7 @@ They are redrawn only when their text changes, so the once-a-second tick costs n
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from rich.text import Text
@@ -35,7 +36,8 @@ class ChangeStatic(Static):
 
 def status_text(*, connected: bool, message: str, retry_in: float | None, auth_failed: bool,
                 uptime_s: float | None, time_range: str, filter_text: str, paused: bool,
-                buffered: int, url: str) -> Text:
+                buffered: int, url: str, updated_ago: float | None = None,
+                stale_since: datetime | None = None) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(" Nexus ", style="bold reverse")
     t.append(" ")
@@ -43,9 +45,13 @@ def status_text(*, connected: bool, message: str, retry_in: float | None, auth_f
         t.append("✖ " + message, style="bold red")
     elif connected:
         t.append("● live", style="bold green")
+        if updated_ago is not None:
+            t.append(f" · updated {fmt.duration(updated_ago)} ago", style="dim")
     else:
         retry = f" — retrying in {max(0, round(retry_in))}s" if retry_in is not None else ""
         t.append(f"○ {message}{retry}", style="bold yellow")
+        if stale_since is not None:
+            t.append(f"  STALE since {fmt.clock(stale_since)}", style="bold reverse yellow")
     if filter_text:  # before anything else: a filtered screen must say so even at 60 columns
         t.append("  filter ", style="dim")
         t.append(filter_text, style="bold reverse")
@@ -59,23 +65,35 @@ def status_text(*, connected: bool, message: str, retry_in: float | None, auth_f
     return t
 
 
-def stats_text(s: Stats, time_range: str) -> Text:
-    t = Text(no_wrap=True, overflow="ellipsis")
-
-    def item(label: str, value: str, style: str = "bold") -> None:
-        t.append(f" {label} ", style="dim")
-        t.append(value, style=style)
-
-    item("requests", f"{s.total_requests:,}")
-    item("rpm", f"{s.requests_per_minute:.1f}")
+def stats_items(s: Stats) -> list[tuple[str, str, str]]:
+    """(label, value, style), most important first: what stays at 60 columns comes first."""
     err_style = "bold red" if s.error_rate >= 0.05 else "bold"
-    item("errors", f"{s.errors:,} ({fmt.pct(s.error_rate, ratio=True)})", err_style)
-    item("p50", fmt.ms(s.latency_p50))
-    item("p95", fmt.ms(s.latency_p95))
-    item("p99", fmt.ms(s.latency_p99))
-    item("tokens", fmt.tokens(s.tokens.total))
-    item("cost", fmt.usd(s.cost_usd))
-    t.append(f"  (last {time_range})", style="dim")
+    return [
+        ("req", f"{s.total_requests:,}", "bold"),
+        ("err", f"{fmt.pct(s.error_rate, ratio=True)} ({s.errors:,})", err_style),
+        ("p95", fmt.ms(s.latency_p95), "bold"),
+        ("cost", fmt.usd(s.cost_usd), "bold"),
+        ("rpm", f"{s.requests_per_minute:.1f}", "bold"),
+        ("p50", fmt.ms(s.latency_p50), "bold"),
+        ("p99", fmt.ms(s.latency_p99), "bold"),
+        ("tokens", fmt.tokens(s.tokens.total), "bold"),
+    ]
+
+
+def stats_text(s: Stats | None, time_range: str, width: int = 200, unknown: str | None = None) -> Text:
+    """The range's totals, labelled with their window; items that do not fit are dropped whole,
+    lowest priority first, so a value is never cut."""
+    t = Text(no_wrap=True, overflow="crop")
+    t.append(f" last {time_range} ", style="bold reverse")
+    if s is None:
+        t.append(f" {unknown or 'waiting for the first poll…'}", style="dim")
+        return t
+    for label, value, style in stats_items(s):
+        piece = len(label) + len(value) + 3
+        if t.cell_len + piece > width:
+            break
+        t.append(f"  {label} ", style="dim")
+        t.append(value, style=style)
     return t
 
 
@@ -86,11 +104,19 @@ class StatusBar(ChangeStatic):
 class StatsStrip(ChangeStatic, Panel):
     SOURCES = ("stats",)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._data: dict[str, Any] = {}
+
     def show(self, data: dict[str, Any]) -> None:
+        self._data = data
         stats: Stats | None = data.get("stats")
         q = data.get("query")
-        if stats is not None:
-            self.set_text(stats_text(stats, q.time_range if q else "1h"))
+        unknown = "unknown — the API is unreachable" if data.get("api_down") else None
+        self.set_text(stats_text(stats, q.time_range if q else "1h", self.size.width or 200, unknown))
+
+    def on_resize(self) -> None:
+        self.show(self._data)
 
 
 class AlertBanner(ChangeStatic):

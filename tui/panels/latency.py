@@ -7,14 +7,13 @@ from typing import Any
 from textual.binding import Binding
 from textual_plotext import PlotextPlot
 
-from tui import fmt
 from tui.api.reports import Timeseries
-from tui.panels import Panel
-from tui.panels.rate import bucket_labels
+from tui.panels import Panel, filter_note
+from tui.panels.rate import bucket_labels, bucket_name
 
 
 class LatencyChart(PlotextPlot, Panel):
-    SOURCES = ("timeseries", "stats")
+    SOURCES = ("timeseries",)
     PANEL_TITLE = "Latency p50 / p95"
     can_focus = True
     BINDINGS = [Binding("enter", "app.zoom", "Full screen", key_display="Enter")]
@@ -26,12 +25,11 @@ class LatencyChart(PlotextPlot, Panel):
 
     def show(self, data: dict[str, Any]) -> None:
         ts: Timeseries | None = data.get("timeseries")
-        stats = data.get("stats")
-        if stats is not None:
-            self.border_title = (f"{self.PANEL_TITLE} · p50 {fmt.ms(stats.latency_p50)} "
-                                 f"p95 {fmt.ms(stats.latency_p95)}")
         if ts is None:
             return
+        # Per-bucket percentiles, said so: the header's p95 is the whole range's, a different number.
+        self.border_title = f"{self.PANEL_TITLE} · ms per {bucket_name(ts.bucket_seconds)}" + filter_note(
+            data.get("query"))
         pts = [(i, b.p50, b.p95) for i, b in enumerate(ts.buckets) if b.p50 is not None or b.p95 is not None]
         key = (tuple(pts), tuple(b.time for b in ts.buckets[:1]))
         if key == self._last:

@@ -11,6 +11,10 @@ from tui.api.reports import Timeseries
 from tui.panels import Panel, filter_note
 
 
+def bucket_name(seconds: int) -> str:
+    return f"{seconds // 3600} h" if seconds % 3600 == 0 else f"{seconds // 60} min"
+
+
 def bucket_labels(ts: Timeseries) -> list[str]:
     """Short local-time labels; the date only matters for the 7-day range."""
     fmt = "%a %H:%M" if ts.bucket_seconds >= 3600 else "%H:%M"
@@ -53,6 +57,7 @@ class RateChart(PlotextPlot, Panel):
             step = max(1, len(xs) // 4)
             plt.xticks(xs[::step], labels[::step])
         plt.ylim(0, None)
-        total = sum(b.requests for b in ts.buckets)
-        self.border_title = f"{self.PANEL_TITLE} · {total} req" + filter_note(data.get("query"))
+        # No total of its own here: the header's count is the range's, from the same snapshot.
+        self.border_title = (f"{self.PANEL_TITLE} · per {bucket_name(ts.bucket_seconds)}"
+                             + filter_note(data.get("query")))
         self.refresh()

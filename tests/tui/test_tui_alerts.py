@@ -1,0 +1,61 @@
+"""The alerts screen stays live while open: an error burst through the real proxy fires an alert
+that appears without reopening the screen, and its resolution shows fired/resolved times, how long
+it lasted, the peak seen and the message it fired with."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from tests.support.db import stack_settings
+from tests.tui.screen import screen_text
+from tests.tui.test_tui_live import until
+from tui.app import NexusApp
+from tui.screens.alerts import AlertsScreen
+
+BODY = {"model": "claude-sonnet-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+HDR = {"x-api-key": "sk-ant-tui-alerts-0001", "anthropic-version": "2023-06-01"}
+
+
+async def test_alerts_screen_updates_while_open(db_dsn: str, tmp_path: Path, mock_upstream) -> None:
+    from proxy.service import ProxyService
+
+    settings = stack_settings(tmp_path, db_dsn, mock_upstream.url, ALERT_EVAL_INTERVAL_S="0.2",
+                              ALERT_ERROR_RATE_WINDOW_S="1", ALERT_MIN_REQUESTS="5")
+    service = ProxyService(settings)
+    info = await service.start()
+    try:
+        app = NexusApp(info["dashboard_url"], info["dashboard_key"], poll_interval=0.3, tick=0.1,
+                       watch_terminal=False)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await until(pilot, lambda: app.polls > 0 and "alerts" in app.data, what="first poll")
+            await pilot.press("a")
+            assert isinstance(app.screen, AlertsScreen)
+            await pilot.pause(0.2)
+            assert "No alerts." in screen_text(app)
+            async with httpx.AsyncClient(base_url=info["proxy_url"], timeout=30) as c:
+                for i in range(12):
+                    extra = {"x-mock-status": "529"} if i % 2 else {}
+                    await c.post("/v1/messages", json=BODY, headers={**HDR, **extra})
+            await until(pilot, lambda: "FIRING" in screen_text(app), timeout=15, what="firing, screen open")
+            firing = next(a for a in app.alerts.values() if a.firing)
+            fired_message = firing.message
+            assert fired_message
+            # ten minutes on for the evaluator: the burst has left its window, the alert resolves
+            service.alerts.clock = lambda: datetime.now(UTC) + timedelta(minutes=10)
+            await until(pilot, lambda: "resolved" in screen_text(app) and "FIRING" not in screen_text(app),
+                        timeout=15, what="resolved, screen still open")
+            assert isinstance(app.screen, AlertsScreen)
+            a = app.alerts[firing.id]
+            assert a.resolved_at is not None and a.fired_message == fired_message
+            assert a.peak is not None and a.peak >= (firing.value or 0)
+            text = screen_text(app)
+            row = next(line for line in text.splitlines() if "resolved" in line and "error" in line)
+            from tui import fmt
+            assert fmt.clock(a.fired_at) in row and fmt.clock(a.resolved_at) in row
+            assert fmt.duration((a.resolved_at - a.fired_at).total_seconds()) in row
+            assert fired_message.split()[0] in text
+    finally:
+        await service.stop()

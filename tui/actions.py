@@ -1,0 +1,212 @@
+"""The dashboard's keys and commands: filter, navigation and zoom, pause, export, drill-down.
+
+A mixin of ``NexusApp`` (``tui.app``), kept apart so the app module stays about polling and the
+stream. Everything here runs on the UI's event loop and touches the network only in workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from textual.app import SystemCommand
+from textual.screen import Screen
+
+from tui.api.errors import ApiError
+from tui.api.models import Alert
+from tui.api.query import Query, next_range
+from tui.filtering import known_names
+from tui.panels.windows import TokenWindowsPanel
+from tui.screens.alerts import AlertsScreen
+from tui.screens.filter import FilterScreen
+from tui.screens.help import HelpScreen
+from tui.screens.request import RequestScreen
+from tui.widgets.vlist import VirtualTable
+
+
+class DashboardActions:
+    """Actions of the dashboard app (``self`` is the ``NexusApp``)."""
+
+    # Dashboard-only keys: hidden from a sub-screen's footer (which lists its own).
+    MAIN_ONLY = frozenset({"focus_next", "focus_previous", "filter", "clear_filter", "cycle_range",
+                           "toggle_pause", "zoom", "panel"})
+    PANEL_ORDER = ("rate", "latency", "windows", "costs", "log", "errors")  # keys 1 … 6
+
+    def action_cycle_range(self) -> None:
+        q = self.q
+        self.set_query(q.with_(time_range=next_range(q.time_range)))
+        self.notify(f"time range: {self.q.time_range}", timeout=2)
+
+    def _remember_names(self, data: dict[str, Any]) -> None:
+        stats = data.get("stats")
+        if stats is not None and not self.q.server_filtered:
+            for kind, rows in (("model", stats.by_model), ("domain", stats.by_domain)):
+                for b in rows:
+                    if b.key:
+                        self.seen[kind][b.key] = max(self.seen[kind].get(b.key, 0), b.requests)
+        for w in data.get("windows") or []:
+            if w.account_id:
+                self.seen["account"][w.account_id] = max(self.seen["account"].get(w.account_id, 0), w.requests)
+
+    def filter_known(self) -> dict[str, list[tuple[str, int]]]:
+        """What the filter matches against: names from the polls, topped up from the live log."""
+        seen = {k: dict(v) for k, v in self.seen.items()}
+        for ev in self.w_log.events.values():
+            for kind, name in (("model", ev.model), ("domain", ev.domain), ("account", ev.account_id)):
+                if name and name not in seen[kind]:
+                    seen[kind][name] = 1
+        return known_names(seen["model"], seen["domain"], seen["account"])
+
+    def action_filter(self) -> None:
+        log = self.w_log
+
+        def preview(q: Query) -> tuple[int, int]:
+            log.narrow(q.matches if q.filtered else None)  # live narrowing as you type
+            return log.count_matching(q.matches)
+
+        def done(result: Query | None) -> None:
+            if result is None:
+                log.narrow(self.q.matches if self.q.filtered else None)
+            else:
+                self.set_query(result)
+                log.narrow(result.matches if result.filtered else None)
+
+        self.push_screen(FilterScreen(self.q, self.filter_known(), preview), done)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.MAIN_ONLY and len(self.screen_stack) > 1:
+            return False
+        if action == "clear_filter":
+            return self.q.filtered  # in the footer only while a filter is on (Esc un-zooms first: Textual)
+        if action == "back_or_quit" and len(self.screen_stack) > 1:
+            return False  # the screen's own "q Back" shows instead
+        return True
+
+    def action_back_or_quit(self) -> None:
+        """``q``: back from any sub-screen; on the dashboard, quit (asking first under ``nexus demo``)."""
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+            return
+        if self.confirm_quit is None:
+            self.exit(0)
+            return
+        from tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit(0)
+
+        self.push_screen(ConfirmScreen(self.confirm_quit), answered)
+
+    def action_zoom(self) -> None:
+        """``z``: the focused panel full-screen; again (or Esc): back to the dashboard."""
+        screen = self.screen
+        if screen.maximized is not None:
+            screen.minimize()
+        elif self.focused is not None:
+            screen.maximize(self.focused)
+        self.refresh_bindings()
+
+    def action_panel(self, n: int) -> None:
+        """``1``…``6``: that panel full-screen; the same key again: back."""
+        screen = self.screen
+        widget = self.main_screen.query_one(f"#{self.PANEL_ORDER[n - 1]}")
+        if screen.maximized is widget:
+            screen.minimize()
+        else:
+            screen.minimize()
+            widget.focus()
+            screen.maximize(widget)
+        self.refresh_bindings()
+
+    def action_clear_filter(self) -> None:
+        if self.q.filtered:
+            self.set_query(self.q.cleared())
+            self.notify("filter cleared", timeout=2)
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        if not self.paused:
+            self._tick()
+            self._show_panels()
+        self._header_tick()
+
+    def action_refresh(self) -> None:
+        if self.stream is not None:
+            self.stream.retry_now()
+        self._start_poll(force=True)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def alerts_now(self) -> tuple[list[Alert], bool]:
+        """The alerts as known now, and whether the API has answered about them at all."""
+        return list(self.alerts.values()), "alerts" in self.data and not self.api_down
+
+    def action_alerts(self) -> None:
+        self.push_screen(AlertsScreen(self.alerts_now))
+
+    def action_export(self) -> None:
+        self.run_worker(self._export(), group="export", exit_on_error=False)
+
+    async def _export(self) -> list[Path]:
+        """SVG of the screen as it is now, plus a JSON snapshot of the API, into ``export_dir``."""
+        from tui.export import snapshot_json, write_json
+
+        stamp = self.now().astimezone().strftime("%Y%m%d-%H%M%S")
+        svg = self._save_svg(stamp)
+        paths = [svg]
+        assert self.client is not None
+        try:
+            snap = await snapshot_json(self.client, self.q)
+        except ApiError as exc:
+            self.notify(f"saved {svg} (JSON skipped: {exc})", title="Export", severity="warning", timeout=8)
+            self.last_export = paths
+            return paths
+        json_path = write_json(self.export_dir / f"nexus-{stamp}.json", snap)
+        paths.append(json_path)
+        self.last_export = paths
+        self.notify("\n".join(str(p) for p in paths), title="Exported", timeout=8)
+        return paths
+
+    def _save_svg(self, stamp: str) -> Path:
+        self.export_dir.mkdir(parents=True, exist_ok=True)
+        return Path(self.save_screenshot(filename=f"nexus-{stamp}.svg", path=str(self.export_dir))).resolve()
+
+    def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
+        """Enter in the live log or the errors table: drill into that request. Enter on a token
+        window: filter on that account (again: clear the filter)."""
+        if isinstance(event.table, TokenWindowsPanel):
+            if event.request_id != "-":
+                q = self.q
+                account = None if q.account == event.request_id else event.request_id
+                self.set_query(q.with_(account=account))
+            return
+        assert self.client is not None
+        self.push_screen(RequestScreen(self.client, event.request_id))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Filter", "Filter by domain, account or model (/)", self.action_filter)
+        yield SystemCommand("Time range", "Cycle 15m / 1h / 6h / 24h / 7d (t)", self.action_cycle_range)
+        yield SystemCommand("Pause / resume", "Freeze the view; the stream keeps buffering (p)",
+                            self.action_toggle_pause)
+        yield SystemCommand("Export", "SVG + JSON snapshot into the current directory (e)",
+                            self.action_export)
+        yield SystemCommand("Alerts", "Firing and recent alerts (a)", self.action_alerts)
+        yield SystemCommand("Refresh", "Poll now and reconnect the stream (r)", self.action_refresh)
+        yield SystemCommand("Help", "Every key (?)", self.action_help)
+        yield SystemCommand("Open selected request", "Drill into the request under the cursor (Enter)",
+                            self._open_selected)
+        yield SystemCommand("Clear filter", "Show every domain, account and model",
+                            lambda: self.set_query(self.q.cleared()))
+
+    def _open_selected(self) -> None:
+        for table in (self.w_errors, self.w_log):
+            rid = table.current_id
+            if rid and self.client is not None:
+                self.push_screen(RequestScreen(self.client, rid))
+                return
+        self.notify("no request selected", severity="warning")
