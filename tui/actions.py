@@ -143,10 +143,10 @@ class DashboardActions:
 
     def alerts_now(self) -> tuple[list[Alert], bool]:
         """The alerts as known now, and whether the API has answered about them at all."""
-        return list(self.alerts.values()), "alerts" in self.data and not self.api_down
+        return list(self.alerts.values()), "alerts" in self.data and self.connected
 
     def action_alerts(self) -> None:
-        self.push_screen(AlertsScreen(self.alerts_now))
+        self.push_screen(AlertsScreen(self.alerts_now, self.now))
 
     def action_export(self) -> None:
         self.run_worker(self._export(), group="export", exit_on_error=False)

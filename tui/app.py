@@ -47,7 +47,7 @@ class NexusApp(DashboardActions, App[int]):
     ENABLE_COMMAND_PALETTE = True
     # Textual sets these classes on the screen as the terminal resizes; nexus.tcss reflows on them.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
-    VERTICAL_BREAKPOINTS = [(0, "-tiny"), (20, "-short"), (32, "-tall")]
+    VERTICAL_BREAKPOINTS = [(0, "-tiny"), (22, "-short"), (32, "-tall")]
     BINDINGS = [
         # Footer order: what moves you around first, quitting last.
         Binding("tab", "focus_next", "Next", key_display="Tab", priority=True),

@@ -7,6 +7,9 @@ everywhere, and so it can be tested without a terminal.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
+
+from rich.text import Text
 
 from nexus.core.models import model_family
 
@@ -106,3 +109,33 @@ def short_duration(seconds: float) -> str:
 def short_model(model: str | None) -> str:
     """``claude-sonnet-4-5-20250929`` → ``sonnet-4-5``: the family, the part that tells models apart."""
     return model_family(model) or DASH
+
+
+ERROR_MARK = "✖"  # errors carry a symbol, not only a colour (NO_COLOR, 16 colours, colour-blind eyes)
+
+
+def status_cell(ev: Any) -> Text:
+    """``200``; ``✖529`` for an error; ``200✖`` for a stream that failed after its 200 (mid-stream)."""
+    if ev.status < 400 and ev.error_type:
+        return Text(f"{ev.status}{ERROR_MARK}", style="bold red")
+    if ev.is_error:
+        return Text(f"{ERROR_MARK}{ev.status}", style="bold red")
+    return Text(str(ev.status), style="green")
+
+
+_KINDS = {"invalid_request_error": "invalid_req", "authentication_error": "auth", "request_too_large": "too_large"}
+
+
+def error_kind(ev: Any) -> str:
+    """``overloaded_error`` → ``overloaded`` (≤ 11 columns for the known types); a failure after
+    a 200 says so: ``mid:overloaded`` (the stream broke after the status was sent)."""
+    raw = ev.error_type or DASH
+    kind = _KINDS.get(raw, raw.removesuffix("_error"))
+    return f"mid:{kind}" if ev.status < 400 and ev.error_type else kind
+
+
+_CALLS = {"messages": "msg", "count_tokens": "count"}
+
+
+def call_kind(request_type: str | None) -> str:
+    return _CALLS.get(request_type or "messages", (request_type or "")[:5])

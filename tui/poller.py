@@ -43,7 +43,9 @@ class Window:
 
     @classmethod
     def ending(cls, until: datetime, q: Query) -> Window:
-        until = until.astimezone(UTC).replace(microsecond=0)
+        # Whole seconds, rounded up: a request of this very second is inside the window.
+        exact = until.astimezone(UTC)
+        until = exact.replace(microsecond=0) + (timedelta(seconds=1) if exact.microsecond else timedelta(0))
         return cls(until - timedelta(seconds=q.seconds), until)
 
     def params(self) -> dict[str, str]:

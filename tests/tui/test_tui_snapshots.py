@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.tui.screen import screen_text
 from tui.app import NexusApp
 from tui.screens.request import RequestScreen
 
@@ -212,3 +214,64 @@ def test_drill_down_into_an_error(snap_compare: Any) -> None:
         await pilot.pause(0.1)
 
     assert snap_compare(make_app(), terminal_size=(120, 40), run_before=open_error)
+
+
+# ---------------------------------------------------------------- every screen, every size
+
+SIZES = [(80, 24), (120, 40)]
+
+
+def _keys(*keys: str) -> Any:
+    async def run(pilot: Any) -> None:
+        await loaded(pilot)
+        for k in keys:
+            await pilot.press(k)
+            await pilot.pause(0.1)
+        await pilot.pause(0.2)
+    return run
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("screen,keys", [
+    ("alerts", ("a",)),
+    ("help", ("question_mark",)),
+    ("filter", ("slash", *"sonnet")),
+    ("zoom-log", ("5",)),
+    ("zoom-costs", ("4",)),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_screens(snap_compare: Any, size: tuple[int, int], screen: str, keys: tuple[str, ...]) -> None:
+    assert snap_compare(make_app(), terminal_size=size, run_before=_keys(*keys))
+
+
+@pytest.mark.parametrize("size", [(60, 20), (200, 50)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_main_screen_small_and_large(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(make_app(), terminal_size=size, run_before=loaded)
+
+
+def test_main_screen_no_color(snap_compare: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NO_COLOR: errors still marked (✖, bold), chart series by different markers."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=loaded)
+
+
+# ---------------------------------------------------------------- what the screen says, as text
+
+CUT_NUMBER = re.compile(r"[0-9$%.]…")
+
+
+@pytest.mark.parametrize("size", [(60, 20), (80, 24), (100, 30), (120, 40), (200, 50)],
+                         ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_no_value_is_cut_and_the_header_says_what_matters(size: tuple[int, int]) -> None:
+    app = make_app()
+    async with app.run_test(size=size) as pilot:
+        await loaded(pilot)
+        await pilot.pause(0.2)
+        text = screen_text(app)
+        assert not CUT_NUMBER.search(text), text
+        header = text.splitlines()[2]
+        for value in ("last 1h", "req 1,234", "err 3.0% (37)", "p95 2.1s", "cost $12.35"):
+            assert value in header, (value, header)
+        assert "(a)" in text.splitlines()[1]  # the alert banner's key survives a long message
+        assert "$4.20" in text and "$12.35" in text  # costs: today, the range
+        if size[1] >= 24:
+            assert "overloaded" in text and "✖529" in text  # the newest errors, typed

@@ -29,6 +29,17 @@ class Panel:
     def show(self, data: dict[str, Any]) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def set_title(self, *parts: str) -> None:
+        """The border title from parts, most important first: those that do not fit are left out
+        whole (a title cut mid-number with "…" reads as a different number)."""
+        assert isinstance(self, Widget)
+        room = (self.size.width or 200) - 6
+        out = parts[0]
+        for part in parts[1:]:
+            if part and len(out) + 3 + len(part) <= room:
+                out += " · " + part
+        self.border_title = out
+
     def panel_visible(self) -> bool:
         """On the active screen and laid out: worth fetching and drawing for."""
         assert isinstance(self, Widget)

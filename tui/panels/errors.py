@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.text import Text
-
 from tui import fmt
 from tui.api.models import RequestEvent
 from tui.api.query import Query
@@ -20,23 +18,25 @@ from tui.widgets.vlist import VirtualTable
 
 COLUMNS = [
     ("time", "time", 8),
-    ("st", "status", 3),
-    ("type", "type", 16),
+    ("st", "status", 4),
+    ("type", "type", 12),
     ("model", "model", 10),
-    ("domain", "domain", 24),
+    ("domain", "domain", 16),
 ]
+PRIORITY = (1, 2, 0, 3, 4)  # status and type first: a narrow panel drops whole columns, never cuts
 MAX_ROWS = 100
 
 
 def error_cells(ev: RequestEvent) -> tuple:
-    return (fmt.clock(ev.time), Text(str(ev.status), style="bold red"), ev.error_type or fmt.DASH,
-            fmt.short_model(ev.model), ev.domain)
+    return (fmt.clock(ev.time), fmt.status_cell(ev), fmt.error_kind(ev), fmt.short_model(ev.model), ev.domain)
 
 
 class ErrorsPanel(VirtualTable, Panel):
     SOURCES = ("errors",)
     PANEL_TITLE = "Errors"
     COLUMNS = COLUMNS
+    PRIORITY = PRIORITY
+    FLEX = 2  # the type takes the spare width (mid:overloaded)
     MAX_ROWS = MAX_ROWS
 
     def __init__(self, **kwargs: Any) -> None:
@@ -83,9 +83,8 @@ class ErrorsPanel(VirtualTable, Panel):
             top = report.groups[:3]
             summary = ", ".join(f"{g.status} {g.error_type or ''}".strip() + f" ×{g.count}" for g in top)
             q_range = q.time_range if q is not None else ""
-            self.border_title = (f"{self.PANEL_TITLE} · {report.total + live} in {q_range}"
-                                 + (f" · {summary}" if summary else "") + filter_note(q, ("domain", "account",
-                                                                                        "model", "status")))
+            self.set_title(f"{self.PANEL_TITLE} · {report.total + live} in {q_range}",
+                           filter_note(q, ("domain", "account", "model", "status")).removeprefix(" · "), summary)
 
 
 def _time_key(ev: RequestEvent) -> float:

@@ -128,5 +128,6 @@ class AlertBanner(ChangeStatic):
         if firing:
             first = firing[0]
             more = f"  (+{len(firing) - 1} more)" if len(firing) > 1 else ""
-            self.set_text(Text(f" ⚠ ALERT {first.rule}: {first.message}{more}  — press a ",
+            # The key first: a long message is what gets cut at 60 columns, never the way in.
+            self.set_text(Text(f" ⚠ ALERT (a) {first.rule}: {first.message}{more} ",
                                style="bold white on red", no_wrap=True, overflow="ellipsis"))

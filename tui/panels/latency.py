@@ -7,9 +7,10 @@ from typing import Any
 from textual.binding import Binding
 from textual_plotext import PlotextPlot
 
+from tui import fmt
 from tui.api.reports import Timeseries
 from tui.panels import Panel, filter_note
-from tui.panels.rate import bucket_labels, bucket_name
+from tui.panels.rate import bucket_name, closed_buckets, no_color, second_marker, x_ticks, y_ticks
 
 
 class LatencyChart(PlotextPlot, Panel):
@@ -28,10 +29,13 @@ class LatencyChart(PlotextPlot, Panel):
         if ts is None:
             return
         # Per-bucket percentiles, said so: the header's p95 is the whole range's, a different number.
-        self.border_title = f"{self.PANEL_TITLE} · ms per {bucket_name(ts.bucket_seconds)}" + filter_note(
-            data.get("query"))
-        pts = [(i, b.p50, b.p95) for i, b in enumerate(ts.buckets) if b.p50 is not None or b.p95 is not None]
-        key = (tuple(pts), tuple(b.time for b in ts.buckets[:1]))
+        self.set_title(f"Latency per {bucket_name(ts.bucket_seconds)}",
+                       filter_note(data.get("query")).removeprefix(" · "))
+        self.border_subtitle = "[cyan]━ p50[/]  [orange1]" + ("•" if no_color() else "━") + " p95[/]"
+        window = data.get("window")
+        buckets = closed_buckets(ts, window.until if window is not None else None)
+        pts = [(i, b.p50, b.p95) for i, b in enumerate(buckets) if b.p50 is not None or b.p95 is not None]
+        key = (tuple(pts), tuple(b.time for b in buckets[:1]), self.size)
         if key == self._last:
             return
         self._last = key
@@ -41,23 +45,15 @@ class LatencyChart(PlotextPlot, Panel):
         if pts:
             # One line per run of consecutive non-empty buckets: joining across a gap would
             # draw a latency for minutes that had no requests at all.
-            for n, run in enumerate(_runs(pts)):
+            for run in _runs(pts):
                 xs = [p[0] for p in run]
-                first = n == 0
-                if len(run) == 1:
-                    plt.scatter(xs, [run[0][1] or 0], marker="braille", color="cyan", label="p50" if first else None)
-                    plt.scatter(xs, [run[0][2] or 0], marker="braille", color="orange",
-                                label="p95" if first else None)
-                else:
-                    plt.plot(xs, [p[1] or 0 for p in run], marker="braille", color="cyan",
-                             label="p50" if first else None)
-                    plt.plot(xs, [p[2] or 0 for p in run], marker="braille", color="orange",
-                             label="p95" if first else None)
-            labels = bucket_labels(ts)
-            allx = list(range(len(ts.buckets)))
-            step = max(1, len(allx) // 4)
-            plt.xticks(allx[::step], labels[::step])
-            plt.xlim(0, max(1, len(allx) - 1))
+                draw = plt.scatter if len(run) == 1 else plt.plot
+                draw(xs, [p[1] or 0 for p in run], marker="braille", color="cyan")
+                draw(xs, [p[2] or 0 for p in run], marker=second_marker(), color="orange")
+            plt.xticks(*x_ticks(buckets, ts.bucket_seconds))
+            plt.xlim(0, max(1, len(buckets) - 1))
+            top = max(max(p[1] or 0, p[2] or 0) for p in pts)
+            plt.yticks(*y_ticks(top, fmt.ms))
         plt.ylim(0, None)
         self.refresh()
 

@@ -2,17 +2,57 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from textual.binding import Binding
 from textual_plotext import PlotextPlot
 
-from tui.api.reports import Timeseries
+from tui.api.reports import Bucket, Timeseries
 from tui.panels import Panel, filter_note
+
+
+def no_color() -> bool:
+    return bool(os.environ.get("NO_COLOR"))
+
+
+def second_marker() -> str:
+    """Series told apart by their marker, not only by colour, where colour is off (NO_COLOR)."""
+    return "•" if no_color() else "braille"
 
 
 def bucket_name(seconds: int) -> str:
     return f"{seconds // 3600} h" if seconds % 3600 == 0 else f"{seconds // 60} min"
+
+
+def closed_buckets(ts: Timeseries, until: datetime | None, min_points: int = 10) -> list[Bucket]:
+    """The buckets to draw: the open one (still filling, it would show a false drop at "now") left
+    out, and on a fresh start the empty lead-in trimmed, so the data fills the plot."""
+    step = timedelta(seconds=ts.bucket_seconds)
+    out = [b for b in ts.buckets if until is None or b.time is None or b.time + step <= until]
+    first = next((i for i, b in enumerate(out) if b.requests), len(out))
+    start = max(0, min(first - 1, len(out) - min_points))
+    return out[start:]
+
+
+def x_ticks(buckets: list[Bucket], bucket_seconds: int, n: int = 4) -> tuple[list[float], list[str]]:
+    """About ``n`` time labels, and "now" at the right edge (the end of the last closed bucket)."""
+    fmt_s = "%a %H:%M" if bucket_seconds >= 3600 else "%H:%M"
+    xs = list(range(len(buckets)))
+    step = max(1, len(xs) // n)
+    last = len(xs) - 1
+    pos: list[float] = [float(x) for x in xs[::step] if x <= last - step / 2]  # room for "now"
+    labels = [buckets[int(x)].time.astimezone().strftime(fmt_s) if buckets[int(x)].time else "" for x in pos]
+    return pos + [float(len(xs) - 1)], labels + ["now"]
+
+
+def y_ticks(top: float, label: Callable[[float], str], n: int = 3) -> tuple[list[float], list[str]]:
+    """0 … top in ``n`` steps, each labelled with its unit (``1.2s``, ``36/m``)."""
+    top = top or 1.0
+    vals = [top * i / (n - 1) for i in range(n)]
+    return vals, [label(v) for v in vals]
 
 
 def bucket_labels(ts: Timeseries) -> list[str]:
@@ -25,7 +65,7 @@ class RateChart(PlotextPlot, Panel):
     """Drawn only when the series changed: a plotext build is the costliest thing on screen."""
 
     SOURCES = ("timeseries",)
-    PANEL_TITLE = "Requests / min"
+    PANEL_TITLE = "Requests/min"
     can_focus = True
     BINDINGS = [Binding("enter", "app.zoom", "Full screen", key_display="Enter")]
 
@@ -38,10 +78,16 @@ class RateChart(PlotextPlot, Panel):
         ts: Timeseries | None = data.get("timeseries")
         if ts is None:
             return
+        window = data.get("window")
+        buckets = closed_buckets(ts, window.until if window is not None else None)
         per_min = 60.0 / max(1, ts.bucket_seconds)
-        reqs = [b.requests * per_min for b in ts.buckets]
-        errs = [b.errors * per_min for b in ts.buckets]
-        key = (ts.bucket_seconds, tuple(reqs), tuple(errs), tuple(b.time for b in ts.buckets[:1]))
+        reqs = [b.requests * per_min for b in buckets]
+        errs = [b.errors * per_min for b in buckets]
+        # No total of its own here: the header's count is the range's, from the same snapshot.
+        self.set_title("Requests/min", f"per {bucket_name(ts.bucket_seconds)}",
+                       filter_note(data.get("query")).removeprefix(" · "))
+        self.border_subtitle = "━ all  [red]" + ("•" if no_color() else "━") + " errors[/]"
+        key = (ts.bucket_seconds, tuple(reqs), tuple(errs), tuple(b.time for b in buckets[:1]), self.size)
         if key == self._last:
             return
         self._last = key
@@ -50,14 +96,11 @@ class RateChart(PlotextPlot, Panel):
         plt.clear_figure()
         if reqs:
             xs = list(range(len(reqs)))
-            plt.plot(xs, reqs, marker="braille", label="req/min")
+            plt.plot(xs, reqs, marker="braille")
             if any(errs):
-                plt.plot(xs, errs, marker="braille", label="errors", color="red")
-            labels = bucket_labels(ts)
-            step = max(1, len(xs) // 4)
-            plt.xticks(xs[::step], labels[::step])
+                plt.plot(xs, errs, marker=second_marker(), color="red")
+            plt.xticks(*x_ticks(buckets, ts.bucket_seconds))
+            plt.xlim(0, max(1, len(xs) - 1))
+            plt.yticks(*y_ticks(max(reqs), lambda v: f"{v:.0f}/m" if v >= 10 or v == 0 else f"{v:.1f}/m"))
         plt.ylim(0, None)
-        # No total of its own here: the header's count is the range's, from the same snapshot.
-        self.border_title = (f"{self.PANEL_TITLE} · per {bucket_name(ts.bucket_seconds)}"
-                             + filter_note(data.get("query")))
         self.refresh()

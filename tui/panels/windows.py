@@ -21,11 +21,12 @@ from tui.widgets.vlist import VirtualTable
 COLUMNS = [
     ("account", "account", 17),
     ("used", "used", 6),
-    ("limit", "pct", 5),
+    ("% limit", "pct", 7),
     ("burn/m", "burn", 6),
     ("proj.", "proj", 6),
     ("exhausts", "exhaust", 13),
 ]
+PRIORITY = (0, 1, 2, 5, 3, 4)  # a narrow panel drops projection, then burn rate, never cuts them
 
 
 def window_cells(w: TokenWindow, now: datetime) -> tuple:
@@ -46,6 +47,7 @@ class TokenWindowsPanel(VirtualTable, Panel):
     SOURCES = ("windows",)
     PANEL_TITLE = "Token windows (5 h)"
     COLUMNS = COLUMNS
+    PRIORITY = PRIORITY
     MAX_ROWS = 500
 
     def __init__(self, **kwargs: Any) -> None:
@@ -60,5 +62,5 @@ class TokenWindowsPanel(VirtualTable, Panel):
         windows = sorted(windows, key=lambda w: -w.total_tokens)
         now = self.now()
         self.set_rows([(w.account_id or "-", window_cells(w, now)) for w in windows])
-        self.border_title = (f"{self.PANEL_TITLE} · {len(windows)} accounts"
-                             + filter_note(data.get("query"), ("domain", "account")))
+        self.set_title(self.PANEL_TITLE, f"{len(windows)} accounts",
+                       filter_note(data.get("query"), ("domain", "account")).removeprefix(" · "))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from rich.table import Table
+from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -29,44 +29,44 @@ def _value(v: float | None) -> str:
     return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
-def alerts_renderable(alerts: list[Alert], known: bool = True, now: datetime | None = None) -> Table | Text:
+def alerts_renderable(alerts: list[Alert], known: bool = True, now: datetime | None = None) -> Group | Text:
+    """One block per alert: a line of facts, then the message it fired with (wrapped, full width)."""
     if not alerts:
         if not known:
             return Text("unknown: the API has not answered about alerts (unreachable?)", style="bold yellow")
         return Text("No alerts.", style="dim")
     now = now or datetime.now(UTC)
-    t = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
-    t.add_column("state", no_wrap=True)
-    t.add_column("sev", no_wrap=True)
-    t.add_column("rule", no_wrap=True, overflow="fold")
-    t.add_column("fired", no_wrap=True)
-    t.add_column("resolved", no_wrap=True)
-    t.add_column("lasted", no_wrap=True, justify="right")
-    t.add_column("peak", no_wrap=True, justify="right")
-    t.add_column("message", ratio=1, overflow="fold")
+    blocks: list[Text] = []
     for a in sorted(alerts, key=lambda a: (not a.firing, -(a.fired_at.timestamp() if a.fired_at else 0))):
-        state = Text("✖ FIRING", style="bold red reverse") if a.firing else Text("✓ resolved", style="green")
-        lasted = None
-        if a.fired_at is not None:
-            lasted = ((a.resolved_at or now) - a.fired_at).total_seconds()
-        msg = Text(a.fired_message or a.message)
+        head = Text(no_wrap=False)
+        head.append("✖ FIRING" if a.firing else "✓ resolved", style="bold red reverse" if a.firing else "green")
+        head.append(f"  {a.severity}  ", style="bold" if a.severity == "critical" else "")
+        head.append(a.rule, style="bold")
+        lasted = None if a.fired_at is None else ((a.resolved_at or now) - a.fired_at).total_seconds()
+        facts = [("fired", fmt.clock(a.fired_at)), ("resolved", fmt.clock(a.resolved_at)),
+                 ("lasted", fmt.duration(lasted) + (" so far" if a.firing else "")),
+                 ("peak", _value(a.peak) + (f" (threshold {_value(a.threshold)})" if a.threshold is not None
+                                            else ""))]
+        for label, value in facts:
+            head.append(f"  {label} ", style="dim")
+            head.append(value)
+        blocks.append(head)
+        msg = Text("   " + (a.fired_message or a.message or fmt.DASH))
         if not a.firing and a.fired_message and a.message and a.message != a.fired_message:
-            msg.append(f"\nresolved: {a.message}", style="dim")
-        peak = _value(a.peak)
-        if a.threshold is not None:
-            peak += f" (> {_value(a.threshold)})"
-        t.add_row(state, a.severity, a.rule, fmt.clock(a.fired_at), fmt.clock(a.resolved_at),
-                  fmt.duration(lasted) + ("…" if a.firing else ""), peak, msg)
-    return t
+            msg.append(f"\n   resolved: {a.message}", style="dim")
+        blocks.append(msg)
+        blocks.append(Text(""))
+    return Group(*blocks)
 
 
 class AlertsScreen(Screen):
     BINDINGS = [Binding("escape,q", "app.pop_screen", "Back", key_display="q/Esc"),
                 Binding("a", "app.pop_screen", "Back", show=False)]
 
-    def __init__(self, source: AlertSource | list[Alert]) -> None:
+    def __init__(self, source: AlertSource | list[Alert], now: Callable[[], datetime] | None = None) -> None:
         super().__init__()
         self.source: AlertSource = source if callable(source) else (lambda: (list(source), True))
+        self.now = now or (lambda: datetime.now(UTC))
         self._shown: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -87,4 +87,5 @@ class AlertsScreen(Screen):
         if key == self._shown and not lasting:
             return
         self._shown = key
-        self.query_one("#alerts", Static).update(alerts_renderable(alerts, known))
+        self.query_one("#alerts-scroll").border_title = "Alerts · live" if known else "Alerts · STALE (disconnected)"
+        self.query_one("#alerts", Static).update(alerts_renderable(alerts, known, self.now()))

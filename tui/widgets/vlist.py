@@ -29,6 +29,10 @@ class VirtualTable(Widget, can_focus=True):
     """Rows keyed by request id; a cursor; Enter posts ``Selected`` with the id."""
 
     COLUMNS: ClassVar[list[tuple[str, str, int]]] = []  # (label, key, width)
+    # Column indexes, most important first: on a narrow panel the last ones are dropped whole
+    # (btop's idea) rather than cutting every value. Default: left to right.
+    PRIORITY: ClassVar[tuple[int, ...] | None] = None
+    FLEX: ClassVar[int | None] = None  # the column that takes the spare width (default: the last shown)
     MAX_ROWS: ClassVar[int] = 500
     BINDINGS = [
         Binding("up,k", "cursor_up", "Up", show=False),
@@ -142,11 +146,39 @@ class VirtualTable(Widget, can_focus=True):
 
     # ------------------------------------------------------------------ drawing
 
+    def style_row(self, row_id: str, line: Text) -> None:
+        """Hook: style a whole row (the log dims count_tokens calls, highlights errors)."""
+
+    def visible_columns(self, width: int) -> list[int]:
+        """The columns that fit in ``width`` whole, by priority, in their left-to-right order."""
+        order = self.PRIORITY if self.PRIORITY is not None else tuple(range(len(self.COLUMNS)))
+        chosen: list[int] = []
+        used = 0
+        for i in order:
+            w = self.COLUMNS[i][2] + 2
+            if used + w > width and chosen:
+                continue
+            chosen.append(i)
+            used += w
+        return sorted(chosen)
+
+    def _layout(self, width: int) -> list[tuple[int, int]]:
+        """(column index, width) to draw: the visible ones; the last one takes the slack."""
+        cols = self.visible_columns(width)
+        out = [(i, self.COLUMNS[i][2]) for i in cols]
+        if out:
+            slack = width - sum(w + 2 for _, w in out)
+            if slack > 0:
+                at = next((k for k, (i, _) in enumerate(out) if i == self.FLEX), len(out) - 1)
+                i, w = out[at]
+                out[at] = (i, w + slack)
+        return out
+
     def _header(self, width: int) -> Text:
         if self._header_cache is None or self._header_cache[0] != width:
             header = Text(style="bold")
-            for label, _, w in self.COLUMNS:
-                header.append_text(fit(" " + label, w + 2))
+            for i, w in self._layout(width):
+                header.append_text(fit(" " + self.COLUMNS[i][0], w + 2))
             self._header_cache = (width, _clip(header, width))
         return self._header_cache[1].copy()
 
@@ -166,12 +198,15 @@ class VirtualTable(Widget, can_focus=True):
         out.overflow = "crop"
         out.end = ""
         focused = self.has_focus
+        layout = self._layout(width)
         for i in range(self._top, min(n, self._top + body_h)):
             line = Text()
-            for cell, (_, _, w) in zip(self._rows[ids[i]], self.COLUMNS, strict=False):
+            cells = self._rows[ids[i]]
+            for c, w in layout:
                 line.append(" ")
-                line.append_text(fit(cell, w))
+                line.append_text(fit(cells[c] if c < len(cells) else "", w))
                 line.append(" ")
+            self.style_row(ids[i], line)
             if i == self.cursor_row:
                 line.stylize("reverse" if focused else "underline")
             out.append("\n")
