@@ -13,7 +13,6 @@ from typing import Any
 from textual.app import SystemCommand
 from textual.screen import Screen
 
-from tui.api.errors import ApiError
 from tui.api.models import Alert
 from tui.api.query import Query, next_range
 from tui.filtering import known_names
@@ -149,27 +148,34 @@ class DashboardActions:
         self.push_screen(AlertsScreen(self.alerts_now, self.now))
 
     def action_export(self) -> None:
-        self.run_worker(self._export(), group="export", exit_on_error=False)
+        self._export()
 
-    async def _export(self) -> list[Path]:
-        """SVG of the screen as it is now, plus a JSON snapshot of the API, into ``export_dir``."""
-        from tui.export import snapshot_json, write_json
+    def _export(self) -> list[Path]:
+        """SVG of the screen as it is now, plus JSON of the very data it shows (no new fetch):
+        the dashboard's snapshot, or in a drill-down that request's record."""
+        from tui.export import snapshot_document, write_json
 
         stamp = self.now().astimezone().strftime("%Y%m%d-%H%M%S")
         svg = self._save_svg(stamp)
-        paths = [svg]
-        assert self.client is not None
-        try:
-            snap = await snapshot_json(self.client, self.q)
-        except ApiError as exc:
-            self.notify(f"saved {svg} (JSON skipped: {exc})", title="Export", severity="warning", timeout=8)
-            self.last_export = paths
-            return paths
-        json_path = write_json(self.export_dir / f"nexus-{stamp}.json", snap)
-        paths.append(json_path)
-        self.last_export = paths
-        self.notify("\n".join(str(p) for p in paths), title="Exported", timeout=8)
-        return paths
+        screen = self.screen
+        if isinstance(screen, RequestScreen):
+            if screen.detail is None:
+                self.last_export = [svg]
+                self.notify(f"saved {svg} (JSON skipped: the request has not loaded)", title="Export",
+                            severity="warning", timeout=8)
+                return self.last_export
+            doc: dict[str, Any] = {"exportedAt": self.now().isoformat(), "source": self.url,
+                                   "request": screen.detail.raw}
+            name = f"nexus-request-{screen.request_id}-{stamp}.json"
+        else:
+            shown = self.shown or {}
+            doc = snapshot_document(self.url, shown.get("query", self.q), shown.get("window"),
+                                    shown.get("raw", {}), exported_at=self.now())
+            name = f"nexus-{stamp}.json"
+        json_path = write_json(self.export_dir / name, doc)
+        self.last_export = [svg, json_path]
+        self.notify(f"{svg}\n{json_path}", title="Exported", timeout=8)
+        return self.last_export
 
     def _save_svg(self, stamp: str) -> Path:
         self.export_dir.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 from tui.api.client import DashboardClient
 from tui.api.query import Query
+from tui.poller import Window, fetch_raw, requests_for
 
 CSV_COLUMNS = [
     "id", "time", "requestId", "domain", "accountId", "method", "path", "model", "stream", "status",
@@ -29,30 +30,34 @@ CSV_COLUMNS = [
 ]
 
 
-async def snapshot_json(client: DashboardClient, q: Query) -> dict[str, Any]:
-    """Everything the dashboard shows for ``q``, raw from the API, fetched concurrently."""
+def snapshot_document(source_url: str, q: Query, window: Window | None, raw: dict[str, Any],
+                      exported_at: datetime | None = None) -> dict[str, Any]:
+    """The JSON export of one snapshot: the API's answers as returned, over one window."""
     params = {k: v for k, v in q.params().items() if v}
-    since = {"since": q.time_range}
-    stats, windows, costs, errors, info = await asyncio.gather(
-        client.get_json("/api/stats", {**since, **params}),
-        client.get_json("/api/token-usage/current", {"window": 300, "accountId": q.account,
-                                                     "domain": q.domain}),
-        client.get_json("/api/costs", {"days": 31, **params}),
-        client.get_json("/api/errors", {**since, **params, "limit": 100}),
-        client.get_json("/api/info"),
-    )
     return {
-        "exportedAt": datetime.now(UTC).isoformat(),
-        "source": client.base_url,
-        "timeRange": {"name": q.time_range, "seconds": q.seconds, "since": stats.get("since"),
-                      "until": stats.get("until")},
-        "filters": params,
-        "info": info,
-        "stats": stats,
-        "tokenWindows": windows,
-        "costs": costs,
-        "errors": errors,
+        "exportedAt": (exported_at or datetime.now(UTC)).isoformat(),
+        "source": source_url,
+        "timeRange": {"name": q.time_range, "seconds": q.seconds,
+                      "since": None if window is None else window.since.isoformat(),
+                      "until": None if window is None else window.until.isoformat()},
+        "filters": {**params, **({"status": q.status} if q.status else {})},
+        "info": raw.get("info"),
+        "stats": raw.get("stats"),
+        "timeseries": raw.get("timeseries"),
+        "tokenWindows": raw.get("windows"),
+        "costs": raw.get("costs"),
+        "errors": raw.get("errors"),
+        "alerts": raw.get("alerts"),
     }
+
+
+async def snapshot_json(client: DashboardClient, q: Query) -> dict[str, Any]:
+    """What the dashboard shows for ``q`` now, fetched the way the monitor polls: one window."""
+    window = Window.ending(datetime.now(UTC), q)
+    reqs = requests_for(q, window)
+    sources = ("stats", "timeseries", "windows", "costs", "errors", "info", "alerts")
+    answers = await asyncio.gather(*(fetch_raw(client, s, *reqs[s]) for s in sources))
+    return snapshot_document(client.base_url, q, window, dict(zip(sources, answers, strict=True)))
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:

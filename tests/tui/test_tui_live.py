@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.traffic import api_get, send, wait_total
-from tests.tui.screen import screen_text
+from tests.tui.screen import screen_text, svg_text
 from tui import fmt
 from tui.api.client import DashboardClient
 from tui.api.query import Query
@@ -214,7 +214,12 @@ async def test_export_writes_what_the_api_says(stack: Any, tmp_path: Path) -> No
     svg_path, json_path = app.last_export
     assert svg_path.suffix == ".svg" and svg_path.parent == resolved(tmp_path)
     assert "<svg" in svg_path.read_text()
+    shown = svg_text(svg_path.read_text())
     snap = json.loads(json_path.read_text())
+    # the two files describe one snapshot: the numbers the SVG shows are the JSON's
+    assert f"req {snap['stats']['totalRequests']:,}" in shown
+    assert f"({snap['stats']['errorCount']:,})" in shown
+    assert snap["timeRange"]["until"] and snap["stats"]["until"].startswith(snap["timeRange"]["until"][:19])
     stats = await api_get(stack, "/api/stats", since="1h")
     assert snap["timeRange"]["name"] == "1h"
     assert snap["stats"]["totalRequests"] == stats["totalRequests"]
@@ -235,6 +240,27 @@ async def test_export_writes_what_the_api_says(stack: Any, tmp_path: Path) -> No
     # SVG via the headless app against the live API
     svg = await render_svg(stack.dashboard_url, stack.key, Query(), tmp_path / "x.svg", settle=0.3)
     assert "Requests" in svg.read_text()
+
+
+async def test_export_in_a_drill_down_writes_that_request(stack: Any, tmp_path: Path) -> None:
+    await seed(stack)
+    app = make_app(stack, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.query_one(ErrorsPanel)
+        await until(pilot, lambda: len(table.row_ids) >= 2, what="error rows")
+        table.focus()
+        table.move_cursor(row=0)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RequestScreen) and app.screen.detail is not None,
+                    what="detail")
+        rid = app.screen.request_id
+        await pilot.press("e")
+        await until(pilot, lambda: len(app.last_export) == 2, what="export")
+        svg_path, json_path = app.last_export
+        doc = json.loads(json_path.read_text())
+        assert doc["request"]["request"]["id"] == rid == table.row_ids[0]
+        assert rid in json_path.name
+        assert f"Request {rid}" in svg_text(svg_path.read_text())
 
 
 async def test_wrong_key_is_a_clear_message(stack: Any, tmp_path: Path) -> None:
