@@ -27,14 +27,25 @@ def bucket_name(seconds: int) -> str:
     return f"{seconds // 3600} h" if seconds % 3600 == 0 else f"{seconds // 60} min"
 
 
-def closed_buckets(ts: Timeseries, until: datetime | None, min_points: int = 10) -> list[Bucket]:
-    """The buckets to draw: the open one (still filling, it would show a false drop at "now") left
-    out, and on a fresh start the empty lead-in trimmed, so the data fills the plot."""
+def split_buckets(ts: Timeseries, until: datetime | None,
+                  min_points: int = 5) -> tuple[list[Bucket], Bucket | None, float]:
+    """The closed buckets to draw as lines, the open one (still filling) and how much of it has
+    passed (0..1). The open bucket is drawn apart, as a dot: as a line it would show a false drop
+    at "now". On a fresh start the empty lead-in is trimmed, so the data fills the plot."""
     step = timedelta(seconds=ts.bucket_seconds)
-    out = [b for b in ts.buckets if until is None or b.time is None or b.time + step <= until]
-    first = next((i for i, b in enumerate(out) if b.requests), len(out))
-    start = max(0, min(first - 1, len(out) - min_points))
-    return out[start:]
+    closed = [b for b in ts.buckets if until is None or b.time is None or b.time + step <= until]
+    open_b = next((b for b in ts.buckets if until is not None and b.time is not None
+                   and b.time <= until < b.time + step), None)
+    elapsed = 1.0
+    if open_b is not None and open_b.time is not None and until is not None:
+        elapsed = max(1.0, (until - open_b.time).total_seconds()) / ts.bucket_seconds
+    first = next((i for i, b in enumerate(closed) if b.requests), len(closed))
+    start = max(0, min(first - 1, len(closed) - min_points))
+    return closed[start:], open_b, min(1.0, elapsed)
+
+
+def closed_buckets(ts: Timeseries, until: datetime | None, min_points: int = 5) -> list[Bucket]:
+    return split_buckets(ts, until, min_points)[0]
 
 
 def x_ticks(buckets: list[Bucket], bucket_seconds: int, n: int = 4) -> tuple[list[float], list[str]]:
@@ -79,28 +90,40 @@ class RateChart(PlotextPlot, Panel):
         if ts is None:
             return
         window = data.get("window")
-        buckets = closed_buckets(ts, window.until if window is not None else None)
+        buckets, open_b, elapsed = split_buckets(ts, window.until if window is not None else None)
         per_min = 60.0 / max(1, ts.bucket_seconds)
         reqs = [b.requests * per_min for b in buckets]
         errs = [b.errors * per_min for b in buckets]
+        # The open bucket as a rate so far (its count over the part of it that has passed).
+        now_r = None if open_b is None else open_b.requests * per_min / elapsed
+        now_e = None if open_b is None else open_b.errors * per_min / elapsed
         # No total of its own here: the header's count is the range's, from the same snapshot.
         self.set_title("Requests/min", f"per {bucket_name(ts.bucket_seconds)}",
                        filter_note(data.get("query")).removeprefix(" · "))
-        self.border_subtitle = "━ all  [red]" + ("•" if no_color() else "━") + " errors[/]"
-        key = (ts.bucket_seconds, tuple(reqs), tuple(errs), tuple(b.time for b in buckets[:1]), self.size)
+        self.border_subtitle = "━ all  [red]" + ("•" if no_color() else "━") + " errors[/]  ○ now so far"
+        key = (ts.bucket_seconds, tuple(reqs), tuple(errs), now_r, now_e, tuple(b.time for b in buckets[:1]),
+               self.size)
         if key == self._last:
             return
         self._last = key
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
+        xs = list(range(len(reqs)))
         if reqs:
-            xs = list(range(len(reqs)))
             plt.plot(xs, reqs, marker="braille")
             if any(errs):
                 plt.plot(xs, errs, marker=second_marker(), color="red")
-            plt.xticks(*x_ticks(buckets, ts.bucket_seconds))
-            plt.xlim(0, max(1, len(xs) - 1))
-            plt.yticks(*y_ticks(max(reqs), lambda v: f"{v:.0f}/m" if v >= 10 or v == 0 else f"{v:.1f}/m"))
+        if now_r is not None:
+            plt.scatter([len(xs)], [now_r], marker="○")
+            if now_e:
+                plt.scatter([len(xs)], [now_e], marker="○", color="red")
+        if reqs or now_r is not None:
+            pos, labels = x_ticks(buckets, ts.bucket_seconds)
+            plt.xticks(pos[:-1] + [float(len(xs))], labels[:-1] + ["now"])
+            plt.xlim(0, max(1, len(xs)))
+            plt.yticks(*y_ticks(max(reqs + [now_r or 0]),
+                                lambda v: f"{v:.0f}/m" if v >= 10 or v == 0 else f"{v:.1f}/m",
+                                3 if self.size.height >= 10 else 2))
         plt.ylim(0, None)
         self.refresh()

@@ -176,9 +176,10 @@ class VirtualTable(Widget, can_focus=True):
 
     def _header(self, width: int) -> Text:
         if self._header_cache is None or self._header_cache[0] != width:
-            header = Text(style="bold")
+            header = Text()  # no base style: the rows appended after it must not inherit "bold"
             for i, w in self._layout(width):
                 header.append_text(fit(" " + self.COLUMNS[i][0], w + 2))
+            header.stylize("bold")
             self._header_cache = (width, _clip(header, width))
         return self._header_cache[1].copy()
 
