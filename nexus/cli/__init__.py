@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", default=None, help="dashboard key (default DASHBOARD_API_KEY or the data dir's)")
     p.set_defaults(target="tui.cli:cli_main")
 
+    p = sub.add_parser("web", help="the monitor in a browser (textual-serve), loopback by default")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; elsewhere the key is required)")
+    p.add_argument("--port", type=_port, default=8501, help="port (default 8501)")
+    p.add_argument("--url", default=None, help="dashboard API URL (default http://127.0.0.1:DASHBOARD_PORT)")
+    p.add_argument("--key", default=None, help="dashboard key (default DASHBOARD_API_KEY or the data dir's)")
+    p.set_defaults(target="nexus.cli.web:cli_main")
+
     p = sub.add_parser("export", help="headless snapshot: json, csv or svg")
     p.add_argument("--format", choices=("json", "csv", "svg"), default="json")
     p.add_argument("--out", default=None, help="output path (default nexus-snapshot-<time>.<format>)")
