@@ -134,6 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(target="nexus.cli.db:cli_reprice")
     p.set_defaults(target=None, _help=p)
 
+    p = sub.add_parser("alerts", help="test the alert channels, list alerts")
+    asub = p.add_subparsers(dest="alerts_command", metavar="ACTION", parser_class=_Parser)
+    q = asub.add_parser("test", help="send a marked test notification through each configured channel")
+    q.add_argument("--channel", choices=("slack", "webhook", "email", "pagerduty", "all"), default="all",
+                   help="one channel, or all configured ones (default)")
+    q.set_defaults(target="nexus.cli.alerts:cli_test")
+    q = asub.add_parser("list", help="active and recent alerts (the data of GET /api/alerts)")
+    q.add_argument("--active", action="store_true", help="only alerts firing now")
+    q.add_argument("--limit", type=int, default=20, help="recent alerts shown (default 20)")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(target="nexus.cli.alerts:cli_list")
+    p.set_defaults(target=None, _help=p)
+
     p = sub.add_parser("prices", help="the price table: rates in force, refresh the dataset")
     psub = p.add_subparsers(dest="prices_command", metavar="ACTION", parser_class=_Parser)
     q = psub.add_parser("show", help="rates of a model (per million tokens) and where they come from")

@@ -258,6 +258,13 @@ def openapi_document(version: str) -> dict[str, Any]:
             "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
                 "type": "object"}}}}, **_COMMON_ERRORS},
         }},
+        "/api/alerts/test": {"post": {
+            "summary": "Send a marked test notification through the configured alert channels now.",
+            "parameters": [_q("channel", {"type": "string", "enum": ["slack", "webhook", "email", "pagerduty", "all"],
+                                          "default": "all"}, "One channel or all configured ones.")],
+            "responses": {"200": {"description": "Per-channel outcome", "content": {"application/json": {
+                "schema": {"type": "object"}}}}, **_COMMON_ERRORS},
+        }},
         "/api/openapi.json": {"get": {
             "summary": "This document.",
             "responses": {"200": {"description": "OK",
