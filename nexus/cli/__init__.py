@@ -132,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
     q.add_argument("--batch-size", type=int, default=2000, help=argparse.SUPPRESS)
     q.set_defaults(target="nexus.cli.db:cli_reprice")
+    q = dbsub.add_parser("backup", help="a consistent pg_dump (custom format) of the database in use")
+    q.add_argument("--out", default=None, metavar="FILE",
+                   help="archive path (default BACKUP_DIR or <data dir>/backups, nexus-<time>.dump)")
+    q.set_defaults(target="nexus.cli.db:cli_backup")
+    q = dbsub.add_parser("restore", help="restore a `nexus db backup` archive into the database in use")
+    q.add_argument("file", metavar="FILE", help="an archive made by nexus db backup")
+    q.add_argument("--force", action="store_true", help="replace a database that is not empty")
+    q.set_defaults(target="nexus.cli.db:cli_restore")
     p.set_defaults(target=None, _help=p)
 
     p = sub.add_parser("alerts", help="test the alert channels, list alerts")

@@ -27,6 +27,7 @@ from typing import Any
 
 import platformdirs
 
+from nexus.core.durations import parse_duration
 from nexus.core.errors import ConfigError
 
 STORE_BODIES_CHOICES = ("none", "errors", "all")
@@ -166,6 +167,15 @@ class ChannelSettings:
     pagerduty_url: str = setting("PAGERDUTY_URL", "https://events.pagerduty.com/v2/enqueue", "PagerDuty endpoint")
 
 
+@dataclass(frozen=True)
+class BackupSettings:
+    """Automatic rotating backups of the database in use, taken by the running proxy (docs/operations.md)."""
+
+    dir: Path | None = setting("BACKUP_DIR", None, "where automatic backups go (unset = no automatic backups)")
+    every: str = setting("BACKUP_EVERY", "24h", "how often: a duration such as 24h, 6h, 7d")
+    keep: int = setting("BACKUP_KEEP", 7, "backups kept in BACKUP_DIR; older ones are deleted")
+
+
 SECTIONS: dict[str, type] = {
     "proxy": ProxySettings,
     "upstream": UpstreamSettings,
@@ -177,6 +187,7 @@ SECTIONS: dict[str, type] = {
     "limits": LimitSettings,
     "alerts": AlertSettings,
     "channels": ChannelSettings,
+    "backup": BackupSettings,
 }
 
 
@@ -213,6 +224,7 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     channels: ChannelSettings = field(default_factory=ChannelSettings)
+    backup: BackupSettings = field(default_factory=BackupSettings)
     # Env names the environment or the file set explicitly (so callers can tell a choice from a default).
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
 
@@ -380,5 +392,13 @@ def _validate(s: Settings) -> None:
     for env, port in (("PROXY_PORT", s.proxy.port), ("DASHBOARD_PORT", s.dashboard.port)):
         if not 0 <= port <= 65535:
             raise ConfigError(f"{env}: {port} is not a TCP port")
+    try:
+        every = parse_duration(s.backup.every, unit_required=False).total_seconds()
+    except ValueError as exc:
+        raise ConfigError(f"BACKUP_EVERY: {exc}") from None
+    if every < 60:
+        raise ConfigError("BACKUP_EVERY: must be at least 1m")
+    if s.backup.keep < 1:
+        raise ConfigError("BACKUP_KEEP: must be at least 1")
     if not s.upstream.base_url.startswith(("http://", "https://")):
         raise ConfigError("CLAUDE_API_BASE_URL: must start with http:// or https://")
