@@ -144,6 +144,14 @@ class AlertSettings:
     p95_window_s: float = setting("ALERT_P95_WINDOW_S", 600.0, "latency rule: held for")
     daily_budget_usd: float = setting("ALERT_DAILY_BUDGET_USD", 0.0, "daily budget, all accounts (0 = none)")
     account_budgets_usd: str | None = setting("ALERT_ACCOUNT_BUDGETS_USD", None, "per account: acct_x=50,acct_y=10")
+    recording_stall_s: float = setting("ALERT_RECORDING_STALL_S", 120.0,
+                                       "recording stalled: records waited this long with no write (0 = off)")
+    journal_growing_s: float = setting("ALERT_JOURNAL_GROWING_S", 300.0,
+                                       "journal growing: records spilled to disk for this long (0 = off)")
+    channel_failures: int = setting("ALERT_CHANNEL_FAILURES", 3,
+                                    "alert channel failing: this many notifications in a row failed (0 = off)")
+    clock_skew_s: float = setting("ALERT_CLOCK_SKEW_S", 5.0,
+                                  "clock skew: an instance's clock this far from the database's (0 = off)")
 
 
 @dataclass(frozen=True)

@@ -33,21 +33,28 @@ async def list_alerts() -> Response:
     """``{"active": [...], "recent": [...], "channels": {...}}``; ``?limit=`` bounds ``recent``."""
     limit = parse_int(request.args, "limit", 50, 1, MAX_LIMIT)
     runtime = _runtime()
-    if runtime.pool is None:
-        return database_unavailable()
+    manager = runtime.alerts
+    channels = manager.dispatcher.stats() if manager is not None else {}
     try:
+        if runtime.pool is None:
+            raise ConnectionError("no pool")
         async with runtime.pool.acquire(timeout=5) as conn:
-            active = await q.firing_alerts(conn)
-            recent = await q.recent_alerts(conn, limit)
-    except DB_AWAY as exc:
-        log.warning("/api/alerts: database error: %s", exc)
-        return database_unavailable()
-    channels = runtime.alerts.dispatcher.stats() if runtime.alerts is not None else {}
-    return json_response({
-        "active": [q.alert_json(a) for a in active],
-        "recent": [q.alert_json(a) for a in recent],
-        "channels": channels,
-    })
+            active = [q.alert_json(a) for a in await q.firing_alerts(conn)]
+            recent = [q.alert_json(a) for a in await q.recent_alerts(conn, limit)]
+    except (ConnectionError, *DB_AWAY) as exc:
+        if manager is None:
+            log.warning("/api/alerts: database error: %s", exc)
+            return database_unavailable()
+        # The database is away: what this instance judged about itself (journal growing, ...) is
+        # exactly what matters now, so serve it from memory.
+        local_active, local_recent = manager.watchdog.everything()
+        return json_response({"active": local_active, "recent": local_recent[:limit], "channels": channels,
+                              "database": "disconnected"})
+    if manager is not None:  # this instance's alerts the table does not hold yet
+        local_active, local_recent = manager.watchdog.unstored()
+        active = local_active + active
+        recent = (local_recent + recent)[:limit]
+    return json_response({"active": active, "recent": recent, "channels": channels, "database": "connected"})
 
 
 @blueprint.post("/api/alerts/test")

@@ -62,6 +62,15 @@ class Metrics:
         self.db_up = Gauge("claude_proxy_database_up", "1 when the database accepts writes", registry=r)
         self.db_pool_in_use = Gauge("claude_proxy_db_pool_in_use", "Database connections in use", registry=r)
         self.db_pool_size = Gauge("claude_proxy_db_pool_size", "Database pool maximum size", registry=r)
+        # Watching the watcher (docs/operations.md): the local alert rules' measurements.
+        self.record_stall = Gauge("claude_proxy_record_stall_seconds",
+                                  "Seconds queued records have waited with no write at all (0: none wait)", registry=r)
+        self.journal_age = Gauge("claude_proxy_journal_age_seconds",
+                                 "Seconds the on-disk journal has held records (0: empty)", registry=r)
+        self.channel_failures = Gauge("claude_proxy_alert_channel_max_consecutive_failures",
+                                      "Most notifications in a row that failed on any one alert channel", registry=r)
+        self.clock_offset = Gauge("claude_proxy_clock_offset_seconds",
+                                  "This instance's clock minus the database server's, last measured", registry=r)
         self.sse_subscribers = Gauge("claude_proxy_sse_subscribers", "Open /api/sse streams", registry=r)
         self._request_children: dict[tuple[str | None, str | None, int], Any] = {}
         self._tok_input = self.tokens.labels(type="input")
@@ -124,6 +133,22 @@ class Metrics:
             lambda: float(runtime.recorder.queue_depth) if runtime.recorder is not None else 0.0)
         self.journal_pending.set_function(
             lambda: float(runtime.recorder.journal.pending) if runtime.recorder is not None else 0.0)
+        self.record_stall.set_function(
+            lambda: runtime.recorder.stall_seconds(runtime.now()) if runtime.recorder is not None else 0.0)
+        self.journal_age.set_function(
+            lambda: runtime.recorder.journal_seconds(runtime.now()) if runtime.recorder is not None else 0.0)
+
+        def channel_failures() -> float:
+            alerts = runtime.alerts
+            chans = alerts.dispatcher.channels.values() if alerts is not None else ()
+            return float(max((ch.consecutive_failures for ch in chans), default=0))
+
+        def clock_offset() -> float:
+            alerts = runtime.alerts
+            return float(alerts.clock_offset_s or 0.0) if alerts is not None else 0.0
+
+        self.channel_failures.set_function(channel_failures)
+        self.clock_offset.set_function(clock_offset)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
