@@ -142,6 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(target="nexus.cli.db:cli_restore")
     p.set_defaults(target=None, _help=p)
 
+    p = sub.add_parser("report", help="the week or month against the one before: traffic, errors, latency, "
+                       "cost, limits, capacity")
+    p.add_argument("--period", choices=("week", "month"), default="week", help="7 or 30 days (default week)")
+    p.add_argument("--format", choices=("md", "json", "html"), default="md",
+                   help="md (for a review), json (scripts), html (charts as inline SVG)")
+    p.add_argument("--out", default=None, metavar="FILE", help="write here instead of stdout")
+    p.add_argument("--until", default=None, metavar="TIME",
+                   help="end of the period (YYYY-MM-DD or ISO time, UTC; default now)")
+    p.set_defaults(target="nexus.cli.report:cli_main")
+
     p = sub.add_parser("alerts", help="test the alert channels, list alerts")
     asub = p.add_subparsers(dest="alerts_command", metavar="ACTION", parser_class=_Parser)
     q = asub.add_parser("test", help="send a marked test notification through each configured channel")
