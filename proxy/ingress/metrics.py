@@ -13,6 +13,7 @@ new label sets are counted under ``other``.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ def _label(value: str | None, default: str = "unknown") -> str:
     return (value or default)[:MAX_LABEL_LEN]
 
 
+@functools.lru_cache(maxsize=1024)
 def model_label(model: str | None) -> str:
     """The model's family when it is a Claude model (``claude-sonnet-4-5``), ``unknown`` when none
     was sent, else ``other``: a client can send any string as ``model``."""
@@ -92,6 +94,10 @@ class TopValues:
         self.admitted = new
         self.counts = {}
         self.window_end = now + self.window_s
+
+    @property
+    def has_evicted(self) -> bool:
+        return bool(self._evicted)
 
     def evicted(self) -> set[str]:
         out, self._evicted = self._evicted, set()
@@ -183,8 +189,9 @@ class Metrics:
         # by raw values (bounded: cleared when full) over label values (bounded by _Bounded).
         key = (domain, model, status)
         dlabel = self.domains.label(_label(domain))
-        for gone in self.domains.evicted():
-            self._requests.drop(0, gone)
+        if self.domains.has_evicted:
+            for gone in self.domains.evicted():
+                self._requests.drop(0, gone)
             self._request_children.clear()
         child = self._request_children.get(key)
         if child is None or dlabel == OTHER:

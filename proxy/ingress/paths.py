@@ -10,6 +10,7 @@ to extend the base (``CLAUDE_API_BASE_URL`` may carry a prefix such as ``/gw/ant
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import quote
 
 from yarl import URL
@@ -28,6 +29,14 @@ def path_problem(path: str, raw_path: bytes | None = None) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=8)
+def _base(base_url: str) -> tuple[str, str, str | None, int | None]:
+    """(origin, path prefix without trailing slash, host, port) of the configured base."""
+    base = URL(base_url)
+    origin = str(base.with_path("", encoded=True).with_query(None).with_fragment(None))
+    return origin, base.raw_path.rstrip("/"), base.host, base.port
+
+
 def upstream_url(base_url: str, full_path: str, query: str = "") -> URL:
     """``base_url`` extended by ``full_path`` (decoded ``/v1/...``); never anything outside the base.
 
@@ -36,11 +45,9 @@ def upstream_url(base_url: str, full_path: str, query: str = "") -> URL:
     """
     if path_problem(full_path) is not None or not full_path.startswith("/"):
         raise ValueError("unsafe upstream path")
-    base = URL(base_url)
-    prefix = base.raw_path.rstrip("/")
-    raw = base.with_path("", encoded=True).with_query(None).with_fragment(None)
-    target = f"{raw}{prefix}{quote(full_path, safe=_SAFE)}" + (f"?{query}" if query else "")
+    origin, prefix, host, port = _base(base_url)
+    target = f"{origin}{prefix}{quote(full_path, safe=_SAFE)}" + (f"?{query}" if query else "")
     url = URL(target, encoded=True)
-    if not url.raw_path.startswith(prefix + "/") or url.host != base.host or url.port != base.port:
+    if not url.raw_path.startswith(prefix + "/") or url.host != host or url.port != port:
         raise ValueError("upstream URL leaves the configured base")
     return url
