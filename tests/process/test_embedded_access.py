@@ -95,6 +95,18 @@ def test_another_os_user_cannot_connect_but_the_owner_can(pg_dir: Path) -> None:
     assert pg.hba_file.read_text().startswith(HBA_MARKER)
 
 
+def _make_trust(pg: EmbeddedPostgres) -> None:
+    """What an older nexus left: trust for everyone, no password file."""
+    pg.hba_file.write_text("local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n")
+    pg.passfile.unlink()
+
+
+def _start_like_an_older_nexus(pg: EmbeddedPostgres) -> None:
+    subprocess.run([str(bin_path("pg_ctl")), "-D", str(pg.pgdata), "-w", "-l", str(pg.log_file), "-o",
+                    f"-h 127.0.0.1 -p {pg.port()} -k {pg.socket_dir}", "start"], check=True, capture_output=True,
+                   user="embedded_postgres", group="embedded_postgres", extra_groups=[], stdin=subprocess.DEVNULL)
+
+
 def test_trust_data_dir_of_an_older_nexus_is_migrated_without_data_loss(pg_dir: Path) -> None:
     user = _nobody()
     pg = EmbeddedPostgres(pg_dir)
@@ -103,13 +115,9 @@ def test_trust_data_dir_of_an_older_nexus_is_migrated_without_data_loss(pg_dir: 
     # make it what an older nexus left: no password, trust for everyone, no password file
     assert _psql_as(None, dsn, "ALTER ROLE postgres PASSWORD NULL").returncode == 0
     pg.stop()
-    pg.hba_file.write_text("local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n")
-    pg.passfile.unlink()
+    _make_trust(pg)
     old = EmbeddedPostgres(pg_dir)
-    # (an older nexus's server, as any local user saw it)
-    subprocess.run([str(bin_path("pg_ctl")), "-D", str(pg.pgdata), "-w", "-l", str(pg.log_file), "-o",
-                    f"-h 127.0.0.1 -p {pg.port()} -k {pg.socket_dir}", "start"], check=True, capture_output=True,
-                   user="embedded_postgres", group="embedded_postgres", extra_groups=[], stdin=subprocess.DEVNULL)
+    _start_like_an_older_nexus(pg)  # (as any local user saw it)
     assert _psql_as(user, f"postgresql://postgres@127.0.0.1:{pg.port()}/nexus", "SELECT v FROM kept").stdout.strip() == "row-1"
     old.stop()
 
@@ -122,6 +130,18 @@ def test_trust_data_dir_of_an_older_nexus_is_migrated_without_data_loss(pg_dir: 
     dsn = EmbeddedPostgres(pg_dir).start()
     assert _psql_as(None, dsn, "SELECT v FROM kept").stdout.strip() == "row-1"
     _assert_locked(new, user)
+
+    # an older nexus's server still running when the new one starts: adopted and secured live
+    assert _psql_as(None, dsn, "ALTER ROLE postgres PASSWORD NULL").returncode == 0
+    new.stop()
+    _make_trust(new)
+    _start_like_an_older_nexus(new)
+    assert _psql_as(user, f"postgresql://postgres@127.0.0.1:{new.port()}/nexus", "SELECT 1").stdout.strip() == "1"
+    adopter = EmbeddedPostgres(pg_dir)
+    dsn = adopter.start()
+    assert not adopter.owned  # it only uses the running server
+    _assert_locked(adopter, user)
+    assert _psql_as(None, dsn, "SELECT v FROM kept").stdout.strip() == "row-1"
 
 
 def test_stop_returns_only_when_the_postmaster_is_gone(pg_dir: Path) -> None:
