@@ -249,6 +249,8 @@ class EmbeddedPostgres:
         if not self.log_file.exists():
             fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT, 0o600)
             os.close(fd)
+        if self.passfile.exists():
+            self.passfile.chmod(0o600)  # libpq ignores a password file others can read
         if ids is None:
             self.data_dir.chmod(0o700)
             for d in (self.pgdata, self.socket_dir):
