@@ -232,8 +232,11 @@ class NexusApp(DashboardActions, App[int]):
         self._remember_names(outcome.data)
         if "info" in outcome.data:
             self._info_at = now
-        for a in outcome.data.get("alerts", []):
-            self.alerts[a.id] = a.merged(self.alerts.get(a.id))
+        if "alerts" in outcome.data:
+            # The server's list is the truth (an alert first seen by a local id while the database was
+            # away comes back with its stored id); SSE events fill in between polls. What the monitor
+            # saw of each (its firing message, its peak) is kept across updates.
+            self.alerts = {a.id: a.merged(self.alerts.get(a.id)) for a in outcome.data["alerts"]}
         while len(self.alerts) > 200:  # bounded, like everything long-lived here
             self.alerts.pop(next(iter(self.alerts)))
         auth, down = outcome.auth, outcome.down
