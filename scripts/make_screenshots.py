@@ -1,82 +1,141 @@
-"""Make ``screenshots/*.svg`` from a real ``nexus demo`` run.
+"""Make ``screenshots/*.svg`` and ``*.png`` from a real ``nexus demo`` run.
 
 Starts the demo's server child (embedded PostgreSQL, simulated upstream, proxy, dashboard API,
-traffic generator — the same one ``nexus demo`` starts), lets traffic build up, then renders the
-monitor headlessly against it at the sizes the README shows:
+traffic generator — the same one ``nexus demo`` starts), lets traffic build up, then renders every
+screen of the monitor headlessly against it at 80×24 and 120×40:
 
-- ``main-120x40.svg``   the dashboard at a comfortable size
-- ``main-80x24.svg``    the same at the smallest supported terminal
-- ``drill-down.svg``    Enter on the newest error
-- ``help.svg``          the ``?`` screen
+- ``main-WxH``        the dashboard
+- ``filter-WxH``      ``/`` with ``sonnet`` typed (live narrowing, match count)
+- ``zoom-log-WxH``    ``5``: the live log full-screen
+- ``alerts-WxH``      ``a``: the live alerts screen
+- ``drill-down-WxH``  Enter on the newest error
+- ``help-WxH``        the ``?`` screen
+- ``web.png``         ``nexus web`` in a headless Chromium (the browser view)
 
-    python scripts/make_screenshots.py [--warmup 300] [--rate 6] [--range 15m] [--out screenshots]
+Each SVG also becomes a PNG (Chromium renders the SVG), so the README shows them everywhere.
+Without Chromium only the SVGs are written.
+
+    python scripts/make_screenshots.py [--warmup 120] [--rate 6] [--range 15m] [--out screenshots]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import re
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from nexus.cli.demo import start_demo_servers  # noqa: E402
+from tests.support.browser import find_chromium, screenshot  # noqa: E402
 from tui.api.query import Query  # noqa: E402
 from tui.app import NexusApp  # noqa: E402
 from tui.screens.request import RequestScreen  # noqa: E402
 
+SIZES = [(80, 24), (120, 40)]
+
 
 async def settle(pilot, app: NexusApp, seconds: float = 2.0) -> None:
     deadline = time.monotonic() + 20
-    while (app.polls == 0 or "costs" not in app.data or "windows" not in app.data) and time.monotonic() < deadline:
+    while app.updated_at is None and time.monotonic() < deadline:
         await pilot.pause(0.1)
     await pilot.pause(seconds)
 
 
-async def shoot(url: str, key: str, out: Path, time_range: str = "15m") -> list[Path]:
+async def open_error(pilot, app: NexusApp) -> None:
+    errors = app.w_errors
+    if not errors.row_count:
+        return
+    errors.focus()
+    errors.move_cursor(row=0)
+    await pilot.press("enter")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (isinstance(app.screen, RequestScreen) and app.screen.detail):
+        await pilot.pause(0.1)
+
+
+def keys(*names: str) -> Callable:
+    async def run(pilot, app: NexusApp) -> None:
+        for k in names:
+            await pilot.press(k)
+            await pilot.pause(0.1)
+    return run
+
+
+SCREENS: list[tuple[str, Callable]] = [
+    ("main", keys()),
+    ("filter", keys("slash", *"sonnet")),
+    ("zoom-log", keys("5")),
+    ("alerts", keys("a")),
+    ("drill-down", open_error),
+    ("help", keys("question_mark")),
+]
+
+
+async def shoot(url: str, key: str, out: Path, time_range: str) -> list[Path]:
     written: list[Path] = []
-
-    def save(app: NexusApp, name: str) -> None:
-        path = out / name
-        path.write_text(app.export_screenshot(title="Claude Nexus Monitor"))
-        written.append(path)
-        print(f"wrote {path}", file=sys.stderr)
-
-    app = NexusApp(url, key, watch_terminal=False, poll_interval=1.0, query=Query(time_range=time_range))
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, app, 4.0)
-        save(app, "main-120x40.svg")
-        errors = app.w_errors
-        if errors.row_count:
-            errors.focus()
-            errors.move_cursor(row=0)
-            await pilot.press("enter")
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not (
-                    isinstance(app.screen, RequestScreen) and app.screen.detail is not None):
-                await pilot.pause(0.1)
-            await pilot.pause(0.3)
-            save(app, "drill-down.svg")
-            await pilot.press("escape")
-        await pilot.press("question_mark")
-        await pilot.pause(0.3)
-        save(app, "help.svg")
-
-    app = NexusApp(url, key, watch_terminal=False, poll_interval=1.0, query=Query(time_range=time_range))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, app, 4.0)
-        save(app, "main-80x24.svg")
+    for w, h in SIZES:
+        for name, action in SCREENS:
+            app = NexusApp(url, key, watch_terminal=False, poll_interval=1.0, query=Query(time_range=time_range))
+            async with app.run_test(size=(w, h)) as pilot:
+                await settle(pilot, app, 3.0)
+                await action(pilot, app)
+                await pilot.pause(0.5)
+                path = out / f"{name}-{w}x{h}.svg"
+                path.write_text(app.export_screenshot(title="Claude Nexus Monitor"))
+                written.append(path)
+                print(f"wrote {path}", file=sys.stderr)
     return written
+
+
+async def to_png(svgs: list[Path]) -> None:
+    for svg in svgs:
+        text = svg.read_text()
+        box = re.search(r'viewBox="0 0 ([0-9.]+) ([0-9.]+)"', text)
+        width, height = (int(float(box.group(1))), int(float(box.group(2)))) if box else (1280, 800)
+        png = svg.with_suffix(".png")
+        # The SVG names a web font; offline, text stays invisible until its fetch gives up, so the
+        # PNG is rendered from a copy without it (the local monospace fallback).
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / svg.name
+            local.write_text(re.sub(r"@font-face\s*\{[^}]*\}", "", text))
+            await screenshot(local.as_uri(), png, width=width, height=height, settle_s=2.0,
+                             ready="document.fonts.status === 'loaded'", after_ready_s=0.3)
+        print(f"wrote {png}", file=sys.stderr)
+
+
+async def web_png(url: str, key: str, out: Path) -> None:
+    """``nexus web`` on a free loopback port, opened in headless Chromium."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "nexus.cli", "web", "--port", str(port), "--url", url, "--key", key, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL)
+    try:
+        await asyncio.sleep(3)
+        await screenshot(f"http://127.0.0.1:{port}/", out / "web.png", width=1280, height=800, settle_s=30,
+                         ready="document.body.classList.contains('-first-byte')", after_ready_s=5.0)
+        print(f"wrote {out / 'web.png'}", file=sys.stderr)
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 15)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--warmup", type=float, default=300.0, help="seconds of demo traffic before shooting")
+    p.add_argument("--warmup", type=float, default=120.0, help="seconds of demo traffic before shooting")
     p.add_argument("--range", dest="time_range", default="15m", help="time range shown (15m shows the warmup best)")
     p.add_argument("--rate", type=float, default=6.0)
     p.add_argument("--out", default=str(ROOT / "screenshots"))
@@ -91,7 +150,13 @@ def main() -> int:
     try:
         print(f"letting traffic build up for {args.warmup:.0f}s …", file=sys.stderr)
         time.sleep(args.warmup)
-        asyncio.run(shoot(demo.info["dashboard_url"], demo.info["dashboard_key"], out, args.time_range))
+        url, key = demo.info["dashboard_url"], demo.info["dashboard_key"]
+        svgs = asyncio.run(shoot(url, key, out, args.time_range))
+        if find_chromium() is None:
+            print("no Chromium: SVGs only (apt-get install chromium for the PNGs)", file=sys.stderr)
+        else:
+            asyncio.run(to_png(svgs))
+            asyncio.run(web_png(url, key, out))
     finally:
         demo.stop()
         if tmp:
