@@ -189,6 +189,8 @@ class DashboardActions:
                 q = self.q
                 account = None if q.account == event.request_id else event.request_id
                 self.set_query(q.with_(account=account))
+                self.notify(f"filter account={account} (Enter again or Esc clears)" if account
+                            else "account filter cleared", timeout=3)
             return
         assert self.client is not None
         self.push_screen(RequestScreen(self.client, event.request_id))

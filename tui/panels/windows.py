@@ -29,6 +29,9 @@ COLUMNS = [
 PRIORITY = (0, 1, 2, 5, 3, 4)  # a narrow panel drops projection, then burn rate, never cuts them
 
 
+MIN_BURN_S = 300.0  # below five minutes of a window, no burn rate or projection is shown
+
+
 def window_cells(w: TokenWindow, now: datetime) -> tuple:
     pct = w.percent_of_limit
     if pct is None:
@@ -39,8 +42,14 @@ def window_cells(w: TokenWindow, now: datetime) -> tuple:
     exhaust: Text | str = fmt.DASH
     if w.exhaustion_time is not None:
         exhaust = Text(fmt.until(w.exhaustion_time, now), style="bold red")
-    return (w.account_id or "(no account)", fmt.tokens(w.total_tokens), pct_cell, fmt.tokens(w.burn_per_minute),
-            fmt.tokens(w.projected_total), exhaust)
+    burn: Text | str = fmt.tokens(w.burn_per_minute)
+    proj: Text | str = fmt.tokens(w.projected_total)
+    if w.window_start is not None and (now - w.window_start).total_seconds() < MIN_BURN_S:
+        # A rate from a few seconds of traffic is the total again, and a 5-hour projection of it
+        # is noise: say that it is too early instead.
+        burn = proj = Text("<5 min", style="dim")
+        exhaust = fmt.DASH
+    return (w.account_id or "(no account)", fmt.tokens(w.total_tokens), pct_cell, burn, proj, exhaust)
 
 
 class TokenWindowsPanel(VirtualTable, Panel):
