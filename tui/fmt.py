@@ -6,6 +6,7 @@ everywhere, and so it can be tested without a terminal.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -111,16 +112,29 @@ def short_model(model: str | None) -> str:
     return model_family(model) or DASH
 
 
+# Colours by meaning, as RGB: Textual maps the ANSI names ("red") through its theme, and in a
+# 16-colour terminal that red came out magenta while the orange focus accent became red.
+ERROR_COLOR = "#ff5f5f"
+OK_COLOR = "#5fd75f"
+ERR_STYLE = f"bold {ERROR_COLOR}"
 ERROR_MARK = "✖"  # errors carry a symbol, not only a colour (NO_COLOR, 16 colours, colour-blind eyes)
 
 
+def no_color() -> bool:
+    """The NO_COLOR convention (no-color.org): Textual then draws in grey levels, where red is
+    darker than green; meaning must come from shape and weight."""
+    return bool(os.environ.get("NO_COLOR"))
+
+
 def status_cell(ev: Any) -> Text:
-    """``200``; ``✖529`` for an error; ``200✖`` for a stream that failed after its 200 (mid-stream)."""
+    """``200``; ``✖529`` for an error; ``200✖`` for a stream that failed after its 200 (mid-stream).
+    Errors are bold red, and under NO_COLOR bold reverse (red alone would turn a dim grey)."""
+    err = "bold reverse" if no_color() else ERR_STYLE
     if ev.status < 400 and ev.error_type:
-        return Text(f"{ev.status}{ERROR_MARK}", style="bold red")
+        return Text(f"{ev.status}{ERROR_MARK}", style=err)
     if ev.is_error:
-        return Text(f"{ERROR_MARK}{ev.status}", style="bold red")
-    return Text(str(ev.status), style="green")
+        return Text(f"{ERROR_MARK}{ev.status}", style=err)
+    return Text(str(ev.status), style="" if no_color() else OK_COLOR)
 
 
 _KINDS = {"invalid_request_error": "invalid_req", "authentication_error": "auth", "request_too_large": "too_large"}

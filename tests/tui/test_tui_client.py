@@ -148,3 +148,20 @@ def test_no_burn_rate_or_projection_from_a_few_seconds_of_window() -> None:
                       burn_per_minute=2_100, projected_total=630_000)
     cells = window_cells(old, now)
     assert cells[3] == "2.1k" and cells[4] == "630k"
+
+
+def test_error_status_meaning_in_every_colour_mode(monkeypatch) -> None:
+    """An error is marked by ✖ and weight, not colour alone; under NO_COLOR (grey levels, where red
+    is darker than green) it is bold reverse; with colour, an RGB red that stays red in 16 colours."""
+    from tui import fmt
+    from tui.api.models import RequestEvent
+
+    err = RequestEvent(id="e", time=None, status=529, error_type="overloaded_error")
+    mid = RequestEvent(id="m", time=None, status=200, error_type="overloaded_error")
+    ok = RequestEvent(id="o", time=None, status=200)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert fmt.status_cell(err).plain == "✖529" and fmt.status_cell(mid).plain == "200✖"
+    assert str(fmt.status_cell(err).style) == fmt.ERR_STYLE and fmt.ERROR_COLOR.startswith("#")
+    assert fmt.error_kind(mid) == "mid:overloaded" and fmt.error_kind(err) == "overloaded"
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert str(fmt.status_cell(err).style) == "bold reverse" and str(fmt.status_cell(ok).style) == ""

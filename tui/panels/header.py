@@ -42,9 +42,9 @@ def status_text(*, connected: bool, message: str, retry_in: float | None, auth_f
     t.append(" Nexus ", style="bold reverse")
     t.append(" ")
     if auth_failed:
-        t.append("✖ " + message, style="bold red")
+        t.append("✖ " + message, style=fmt.ERR_STYLE)
     elif connected:
-        t.append("● live", style="bold green")
+        t.append("● live", style=f"bold {fmt.OK_COLOR}")
         if updated_ago is not None:
             t.append(f" · updated {fmt.duration(updated_ago)} ago", style="dim")
     else:
@@ -67,7 +67,7 @@ def status_text(*, connected: bool, message: str, retry_in: float | None, auth_f
 
 def stats_items(s: Stats) -> list[tuple[str, str, str]]:
     """(label, value, style), most important first: what stays at 60 columns comes first."""
-    err_style = "bold red" if s.error_rate >= 0.05 else "bold"
+    err_style = fmt.ERR_STYLE if s.error_rate >= 0.05 else "bold"
     return [
         ("req", f"{s.total_requests:,}", "bold"),
         ("err", f"{fmt.pct(s.error_rate, ratio=True)} ({s.errors:,})", err_style),

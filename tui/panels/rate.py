@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,11 +10,8 @@ from textual.binding import Binding
 from textual_plotext import PlotextPlot
 
 from tui.api.reports import Bucket, Timeseries
+from tui.fmt import no_color
 from tui.panels import Panel, filter_note
-
-
-def no_color() -> bool:
-    return bool(os.environ.get("NO_COLOR"))
 
 
 def second_marker() -> str:

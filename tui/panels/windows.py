@@ -37,11 +37,11 @@ def window_cells(w: TokenWindow, now: datetime) -> tuple:
     if pct is None:
         pct_cell: Text | str = fmt.DASH
     else:
-        style = "bold red" if pct >= 90 else "yellow" if pct >= 80 else ""
+        style = fmt.ERR_STYLE if pct >= 90 else "yellow" if pct >= 80 else ""
         pct_cell = Text(fmt.pct(pct), style=style)
     exhaust: Text | str = fmt.DASH
     if w.exhaustion_time is not None:
-        exhaust = Text(fmt.until(w.exhaustion_time, now), style="bold red")
+        exhaust = Text(fmt.until(w.exhaustion_time, now), style=fmt.ERR_STYLE)
     burn: Text | str = fmt.tokens(w.burn_per_minute)
     proj: Text | str = fmt.tokens(w.projected_total)
     if w.window_start is not None and (now - w.window_start).total_seconds() < MIN_BURN_S:

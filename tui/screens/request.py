@@ -52,7 +52,7 @@ def _pretty(body: Any) -> str:
 def detail_renderable(d: RequestDetail) -> Group:
     ev = d.event
     parts: list[Any] = []
-    status_style = "bold red" if ev.is_error else "bold green"
+    status_style = fmt.ERR_STYLE if ev.is_error else f"bold {fmt.OK_COLOR}"
     parts.append(Text("Request", style="bold underline"))
     parts.append(_kv([
         ("status", Text(f"{ev.status}" + (f"  {ev.error_type}" if ev.error_type else ""), style=status_style)),
@@ -177,7 +177,7 @@ class RequestScreen(Screen):
         try:
             self.detail = await self.client.request(self.request_id)
         except ApiError as exc:
-            body.update(Text(f"could not load request: {exc}", style="bold red"))
+            body.update(Text(f"could not load request: {exc}", style=fmt.ERR_STYLE))
             return
         body.update(detail_renderable(self.detail))
 
