@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
+from nexus.core.ratelimits import utilization_burn
 from nexus.core.timebuckets import iso
 from nexus.core.version import VERSION
 from nexus.store.read import DashboardQueries, DatabaseUnavailable, RollupCache, decode_cursor, ping
@@ -30,8 +33,11 @@ from proxy.api.params import (
     parse_int,
     parse_range,
     parse_status,
+    parse_text,
     parse_time,
+    parse_window_name,
     raw_param,
+    reject_unknown,
 )
 from proxy.api.pricing_view import pricing_json
 from proxy.api.responses import database_unavailable, error_response, json_response
@@ -41,6 +47,13 @@ from proxy.runtime import Runtime
 log = logging.getLogger("nexus.api")
 
 MAX_TIMESERIES_POINTS = 2000
+
+
+def window_burn(samples: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """Burn rate and projected exhaustion of one window's history (``nexus.core.ratelimits``)."""
+    points = [(datetime.fromisoformat(x["observedAt"]), x["utilization"],
+               datetime.fromisoformat(x["resetsAt"]) if x["resetsAt"] else None) for x in samples]
+    return utilization_burn(points, now)
 
 
 def _token_limit_lookup(runtime: Runtime) -> Callable[[str], int | None]:
@@ -230,6 +243,28 @@ def create_dashboard_app(runtime: Runtime, *, auth_max_failures: int = 20, rollu
     async def costs() -> Response:
         days = parse_int(request.args, "days", 30, 1, 400)
         return json_response(await queries().costs(days, runtime.now(), parse_filters(request.args, model=False)))
+
+    @app.get("/api/limits")
+    async def limits() -> Response:
+        reject_unknown(request.args, "accountId", "account")
+        account = parse_text(request.args, "accountId", "account")
+        return json_response({"now": iso(runtime.now()), "accounts": await queries().limits(account)})
+
+    @app.get("/api/limits/history")
+    async def limits_history() -> Response:
+        reject_unknown(request.args, "accountId", "account", "window", "since", "until")
+        t = runtime.now()
+        account = parse_text(request.args, "accountId", "account")
+        if account is None:
+            raise BadParam("accountId", "required: the account whose history to show")
+        window = parse_window_name(request.args, "window", "5h")
+        since, until = parse_range(request.args, t, "24h")
+        samples = await queries().limits_history(account, window, since, until)
+        body: dict[str, Any] = {"accountId": account, "window": window or "all", "since": iso(since),
+                                "until": iso(until), "samples": samples}
+        if window is not None:
+            body["projection"] = window_burn(samples, t)
+        return json_response(body)
 
     @app.get("/api/openapi.json")
     async def openapi() -> Response:
