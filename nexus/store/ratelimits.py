@@ -116,3 +116,10 @@ def account_json(row: Any) -> dict[str, Any]:
     """One ``/api/limits`` account from a ``ratelimit_latest`` row (contract: PRODUCT.md §6)."""
     return account_view(row["account_id"], row["observed_at"], _loads(row["snapshot"]) or {},
                         row["request_id"], row["status_code"], _loads(row["headers"]) or {})
+
+
+async def latest_snapshots(conn: asyncpg.Connection) -> dict[str, dict[str, Any]]:
+    """Every account's latest snapshot as ``/api/limits`` shows it, by account id."""
+    rows = await conn.fetch("""SELECT account_id, kind, observed_at, request_id, status_code,
+                                      snapshot::text AS snapshot, headers::text AS headers FROM ratelimit_latest""")
+    return {r["account_id"]: account_json(r) for r in rows}
