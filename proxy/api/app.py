@@ -8,6 +8,7 @@ Routes and JSON shapes are the contract in ``docs/api.md``; the SQL behind them 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -54,6 +55,24 @@ def window_burn(samples: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
     points = [(datetime.fromisoformat(x["observedAt"]), x["utilization"],
                datetime.fromisoformat(x["resetsAt"]) if x["resetsAt"] else None) for x in samples]
     return utilization_burn(points, now)
+
+
+def _limit_source(runtime: Runtime) -> Callable[[str, int | None], str | None]:
+    """Where an estimated window's limit came from: ``configured`` (ALERT_TOKEN_LIMITS or
+    TOKEN_WINDOW_LIMIT) or ``learned`` (the p90 of past windows); None without a limit."""
+    configured: dict[str, float] = {}
+    with contextlib.suppress(ValueError):
+        configured = parse_key_values("ALERT_TOKEN_LIMITS", runtime.settings.alerts.token_limits)
+    default = runtime.settings.limits.token_window_limit or None
+
+    def source(account: str, limit: int | None) -> str | None:
+        if not limit:
+            return None
+        if account in configured or (default is not None and limit == int(default)):
+            return "configured"
+        return "learned"
+
+    return source
 
 
 def _token_limit_lookup(runtime: Runtime) -> Callable[[str], int | None]:
@@ -175,7 +194,10 @@ def create_dashboard_app(runtime: Runtime, *, auth_max_failures: int = 20, rollu
         t = runtime.now()
         window = parse_int(request.args, "window", 300, 1, 10080)
         filters = parse_filters(request.args, model=False)
-        rows = await queries().token_usage_current(window, t, filters, _token_limit_lookup(runtime))
+        q = queries()
+        measured = await q.latest_windows()
+        rows = await q.token_usage_current(window, t, filters, _token_limit_lookup(runtime), measured,
+                                           _limit_source(runtime))
         if filters.account:
             return json_response(rows[0])
         return json_response({"windowMinutes": window, "now": iso(t), "accounts": rows})

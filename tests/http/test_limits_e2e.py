@@ -213,3 +213,35 @@ async def test_unknown_account_is_empty_not_an_error(services) -> None:
     _mock, (a, _b) = services
     status, body = await _limits(a, accountId="acct_nobody")
     assert status == 200 and body["accounts"] == []
+
+
+async def test_token_usage_current_uses_the_measured_window(services) -> None:
+    _mock, (a, _b) = services
+    sub = anthropic.AsyncAnthropic(auth_token=OAUTH_A, api_key=None, base_url=a["proxy_url"], max_retries=0)
+    key = anthropic.AsyncAnthropic(api_key=API_KEY, base_url=a["proxy_url"], max_retries=0)
+    msg = dict(model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}],
+               extra_headers=STEER)
+    for _ in range(2):
+        raw = await sub.messages.with_raw_response.create(**msg)
+    await key.messages.create(**msg)
+    sent = _ratelimit_headers(raw.headers)
+    acct = anonymous_account(OAUTH_A)
+    await _wait_observed(a, acct, raw.headers["request-id"])
+    async with httpx.AsyncClient(base_url=a["dashboard_url"], headers={"X-Dashboard-Key": a["dashboard_key"]},
+                                 timeout=10) as c:
+        deadline = time.monotonic() + 10
+        while True:  # the writer stores the records and the snapshot in one transaction
+            w = (await c.get("/api/token-usage/current", params={"accountId": acct})).json()
+            if w["totalRequests"] == 2 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        other = (await c.get("/api/token-usage/current", params={"accountId": anonymous_account(API_KEY)})).json()
+    reset = int(sent[U + "5h-reset"])
+    assert w["limitSource"] == "headers" and w["limitWindow"] == "5h"
+    assert sent[U + "5h-utilization"] == "0.3333"  # 1000 / 3000, as the mock rounds it
+    assert w["utilization"] == 0.3333 and w["percentOfLimit"] == 33.33
+    assert w["resetsAt"] == w["windowEnd"] == _iso(str(reset))
+    assert w["windowStart"] == _iso(str(reset - 5 * 3600))  # reset - 5 h, not a guess from the first request
+    assert w["totalTokens"] == 1000 and w["totalRequests"] == 2
+    # an API key has no subscription window and no configured limit: nothing measured, nothing estimated
+    assert other["limitSource"] is None and other["utilization"] is None and other["totalRequests"] == 1
