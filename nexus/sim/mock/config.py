@@ -95,6 +95,7 @@ class MockConfig:
     unified_5h_tokens: int = 5_000_000
     unified_7d_tokens: int = 50_000_000
     unified_7d_oi_tokens: int = 20_000_000
+    unified_budgets: dict[str, int] = field(default_factory=dict)  # credential -> its own 5h budget
     unified_5h_seconds: float = 5 * 3600
     unified_7d_seconds: float = 7 * 86400
     rl_requests: int = RL_REQUESTS

@@ -90,8 +90,9 @@ class Credential:
     last_at: float = 0.0
 
 
-def _windows(cfg: Any) -> dict[str, UnifiedWindow]:
-    return {"5h": UnifiedWindow(cfg.unified_5h_seconds, cfg.unified_5h_tokens),
+def _windows(cfg: Any, credential: str) -> dict[str, UnifiedWindow]:
+    five = cfg.unified_budgets.get(credential, cfg.unified_5h_tokens)
+    return {"5h": UnifiedWindow(cfg.unified_5h_seconds, five),
             "7d": UnifiedWindow(cfg.unified_7d_seconds, cfg.unified_7d_tokens),
             "7d_oi": UnifiedWindow(cfg.unified_7d_seconds, cfg.unified_7d_oi_tokens)}
 
@@ -121,7 +122,7 @@ class Limits:
         if c is None:
             if len(self.creds) > 10_000:
                 self.creds.clear()
-            c = self.creds[credential] = Credential(windows=_windows(self.cfg))
+            c = self.creds[credential] = Credential(windows=_windows(self.cfg, credential))
         return c
 
     def rejection(self, request: web.Request, model: str | None) -> tuple[dict[str, str], int] | None:
