@@ -25,7 +25,7 @@ from tui.panels import Panel
 from tui.widgets.vlist import VirtualTable
 
 COLUMNS = [
-    ("account", "account", 11),
+    ("account", "account", 12),
     ("5h", "5h", 9),
     ("reset", "reset", 5),
     ("7d", "7d", 4),
@@ -73,13 +73,20 @@ def countdown(at: datetime | None, now: datetime) -> str:
     if at is None:
         return fmt.DASH
     secs = (at - now).total_seconds()
-    return "now" if secs <= 0 else fmt.short_duration(secs)
+    if secs <= 0:
+        return "now"
+    return f"{int(secs)}s" if secs < 60 else fmt.short_duration(secs)
 
 
 def _used(b: LimitBucket | None) -> float | None:
     if b is None or not b.limit or b.remaining is None:
         return None
     return max(0.0, 1.0 - b.remaining / b.limit)
+
+
+def short_account(account: str | None) -> str:
+    """``acct_1a2b3c4d5e6f`` → ``1a2b3c4d5e6f``: the part that tells accounts apart, in 12 cells."""
+    return (account or "(no account)").removeprefix("acct_")
 
 
 def limit_cells(a: LimitAccount, now: datetime) -> tuple:
@@ -90,7 +97,7 @@ def limit_cells(a: LimitAccount, now: datetime) -> tuple:
         used = _used(tokens)
         cell: Text | str = fmt.DASH if used is None else Text(
             f"{bar(used, 4)}{pct_text(used):>5}".rstrip(), style=status_style(None, used))
-        return (a.account_id, cell, countdown(tokens.resets_at if tokens else None, now),
+        return (short_account(a.account_id), cell, countdown(tokens.resets_at if tokens else None, now),
                 pct_text(_used(requests)), Text("key", style="dim"), "")
     five = a.window("5h")
     week = a.window("7d")
@@ -102,7 +109,7 @@ def limit_cells(a: LimitAccount, now: datetime) -> tuple:
         pct_text(week.utilization), style=status_style(week.status, week.utilization))
     oi_cell: Text | str = fmt.DASH if oi is None or oi.utilization is None else Text(
         pct_text(oi.utilization), style=status_style(oi.status, oi.utilization))
-    return (a.account_id, window_cell(five), countdown(five.resets_at if five else a.resets_at, now),
+    return (short_account(a.account_id), window_cell(five), countdown(five.resets_at if five else a.resets_at, now),
             week_cell, label, oi_cell)
 
 
@@ -113,7 +120,7 @@ def estimated_cells(w: TokenWindow, now: datetime) -> tuple:
         cell: Text | str = Text(f"~{fmt.tokens(w.total_tokens)}", style="dim")
     else:
         cell = Text(f"{bar(frac, 3)}~{pct_text(frac):>4}", style=status_style(None, frac))
-    return (w.account_id or "(no account)", cell, countdown(w.window_end, now) if w.active else fmt.DASH,
+    return (short_account(w.account_id), cell, countdown(w.window_end, now) if w.active else fmt.DASH,
             fmt.DASH, Text("est", style="dim"), "")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -36,11 +35,11 @@ def sparkline(values: list[float], width: int) -> str:
 
 
 def account_renderable(a: LimitAccount | None, account_id: str, history: list[LimitSample] | None,
-                       now: datetime, error: str | None = None) -> Group:
+                       now: datetime, error: str | None = None) -> Table:
     parts: list = []
     if a is None:
         parts.append(Text(f"{account_id}: no rate-limit headers seen yet (the panel estimates).", style="dim"))
-        return Group(*parts)
+        return _stack(parts)
     head = Text()
     head.append(a.account_id, style="bold")
     head.append(f"  {a.kind or fmt.DASH}", style="dim")
@@ -64,10 +63,11 @@ def account_renderable(a: LimitAccount | None, account_id: str, history: list[Li
             t.add_column(col, no_wrap=True)
         for w in a.windows:
             style = status_style(w.status, w.utilization)
-            t.add_row(w.name, Text(pct_text(w.utilization), style=style), Text(bar(w.utilization, 10), style=style),
-                      f"{countdown(w.resets_at, now)} ({fmt.clock(w.resets_at)})",
+            at = "" if w.resets_at is None else f" {w.resets_at.astimezone():%H:%M}"
+            t.add_row(w.name, Text(pct_text(w.utilization), style=style), Text(bar(w.utilization, 8), style=style),
+                      f"{countdown(w.resets_at, now)}{at}",
                       Text(STATUS_LABEL.get(w.status or "", w.status or fmt.DASH), style=style),
-                      Text(sparkline(by_window.get(w.name, []), 30), style=style))
+                      Text(sparkline(by_window.get(w.name, []), 24), style=style))
         parts.append(t)
     if a.buckets:
         t = Table(expand=True, box=None, padding=(0, 1), title="API-key headroom (per minute)", title_justify="left")
@@ -84,7 +84,16 @@ def account_renderable(a: LimitAccount | None, account_id: str, history: list[Li
             h.append(f"{k}: ", style="dim")
             h.append(f"{a.headers[k]}\n")
         parts.append(h)
-    return Group(*parts)
+    return _stack(parts)
+
+
+def _stack(parts: list) -> Table:
+    """The parts one under the other (a one-column grid: what a Static renders reliably)."""
+    grid = Table.grid(expand=True)
+    grid.add_column()
+    for p in parts:
+        grid.add_row(p)
+    return grid
 
 
 class LimitsScreen(Screen):
@@ -102,7 +111,7 @@ class LimitsScreen(Screen):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="limits-scroll"):
-            yield Static(self._render(), id="limits-detail")
+            yield Static(self._content(), id="limits-detail")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -110,7 +119,7 @@ class LimitsScreen(Screen):
         if self.account is not None and self.account.windows:
             self.run_worker(self._load(), exit_on_error=False)
 
-    def _render(self) -> Group:
+    def _content(self) -> Table:
         return account_renderable(self.account, self.account_id, self.history, self.now, self.error)
 
     async def _load(self) -> None:
@@ -118,4 +127,4 @@ class LimitsScreen(Screen):
             self.history = await self.client.limits_history(self.account_id)
         except ApiError as exc:
             self.error = str(exc)
-        self.query_one("#limits-detail", Static).update(self._render())
+        self.query_one("#limits-detail", Static).update(self._content())
