@@ -102,6 +102,12 @@ class LimitsBoard:
         cutoff = self.clock() - METRICS_HORIZON_S
         return [(a, v) for a, v in self.latest.items() if v.seen_monotonic >= cutoff]
 
+    def flush(self) -> None:
+        """Publish every held snapshot now (the timers would have, a moment later)."""
+        for account, handle in list(self._scheduled.items()):
+            handle.cancel()
+            self._publish(account)
+
     def close(self) -> None:
         for handle in self._scheduled.values():
             with contextlib.suppress(Exception):

@@ -245,3 +245,63 @@ async def test_token_usage_current_uses_the_measured_window(services) -> None:
     assert w["totalTokens"] == 1000 and w["totalRequests"] == 2
     # an API key has no subscription window and no configured limit: nothing measured, nothing estimated
     assert other["limitSource"] is None and other["utilization"] is None and other["totalRequests"] == 1
+
+
+async def test_sse_limits_event_carries_the_new_snapshot(services) -> None:
+    import json
+
+    from httpx_sse import aconnect_sse
+
+    _mock, (a, _b) = services
+    acct = anonymous_account(OAUTH_B)
+    got: list[dict[str, Any]] = []
+    ready = asyncio.Event()
+
+    async def listen() -> None:
+        async with httpx.AsyncClient(base_url=a["dashboard_url"], timeout=20,
+                                     headers={"X-Dashboard-Key": a["dashboard_key"]}) as c, \
+                aconnect_sse(c, "GET", "/api/sse") as es:
+            async for ev in es.aiter_sse():
+                ready.set()
+                if ev.event == "limits":
+                    got.append(json.loads(ev.data))
+                    return
+
+    task = asyncio.create_task(listen())
+    await asyncio.wait_for(ready.wait(), 10)  # the heartbeat: subscribed
+    client = anthropic.AsyncAnthropic(api_key=OAUTH_B, base_url=a["proxy_url"], max_retries=0)
+    raw = await client.messages.with_raw_response.create(
+        model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}], extra_headers=STEER)
+    await asyncio.wait_for(task, 10)
+    sent = _ratelimit_headers(raw.headers)
+    (event,) = got
+    assert event["accountId"] == acct and event["requestId"] == raw.headers["request-id"]
+    _same(event, expected_from_headers(sent))
+
+
+async def test_limits_events_are_coalesced_per_account() -> None:
+    from nexus.core.records import Record
+    from proxy.api.broker import Broker
+    from proxy.recorder.limits import LimitsBoard
+
+    t = [100.0]
+    broker = Broker()
+    board = LimitsBoard(broker, min_interval_s=1.0, clock=lambda: t[0])
+
+    def answer(util: str, account: str = "acct_x") -> Record:
+        return Record(account_id=account, ratelimit_headers={U + "5h-utilization": util, U + "status": "allowed"},
+                      ratelimit_observed_at=datetime.now(UTC))
+
+    board.observe(answer("0.1"))  # first: published at once
+    board.observe(answer("0.2"))  # within the second: held
+    board.observe(answer("0.3"))  # replaces the held one
+    board.observe(answer("0.5", "acct_y"))  # another account: its own budget
+    events = [e.data for e in broker.recent() if e.type == "limits"]
+    assert [(e["accountId"], e["windows"]["5h"]["utilization"]) for e in events] == [("acct_x", 0.1), ("acct_y", 0.5)]
+    assert set(board._scheduled) == {"acct_x"}  # held on a loop timer, due min_interval_s later
+    t[0] += 1.0
+    board.flush()  # what the timer does when it fires
+    events = [e.data for e in broker.recent() if e.type == "limits"]
+    assert [(e["accountId"], e["windows"]["5h"]["utilization"]) for e in events] == [
+        ("acct_x", 0.1), ("acct_y", 0.5), ("acct_x", 0.3)]
+    board.close()
