@@ -241,3 +241,15 @@ def test_utilization_burn(points, now, expect) -> None:
     got = utilization_burn(points, now)
     for key, value in expect.items():
         assert got[key] == value, key
+
+
+def test_record_with_rate_limits_survives_the_journal() -> None:
+    import orjson
+
+    from nexus.core.records import Record
+
+    r = Record(account_id="acct_x", ratelimit_headers=dict(SUBSCRIPTION), ratelimit_observed_at=T)
+    r.ratelimits = parse_headers(r.ratelimit_headers)
+    back = Record.from_journal(orjson.loads(orjson.dumps(r, default=str)))
+    assert back.ratelimit_headers == SUBSCRIPTION and back.ratelimit_observed_at == T
+    assert back.ratelimits is not None and back.ratelimits.to_json() == r.ratelimits.to_json()
