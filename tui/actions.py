@@ -20,6 +20,7 @@ from tui.panels.windows import TokenWindowsPanel
 from tui.screens.alerts import AlertsScreen
 from tui.screens.filter import FilterScreen
 from tui.screens.help import HelpScreen
+from tui.screens.limits import LimitsScreen
 from tui.screens.request import RequestScreen
 from tui.widgets.vlist import VirtualTable
 
@@ -182,15 +183,13 @@ class DashboardActions:
         return Path(self.save_screenshot(filename=f"nexus-{stamp}.svg", path=str(self.export_dir))).resolve()
 
     def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
-        """Enter in the live log or the errors table: drill into that request. Enter on a token
-        window: filter on that account (again: clear the filter)."""
+        """Enter in the live log or the errors table: drill into that request. Enter on the limits
+        panel: open that account (windows, history, latest headers)."""
         if isinstance(event.table, TokenWindowsPanel):
-            if event.request_id != "-":
-                q = self.q
-                account = None if q.account == event.request_id else event.request_id
-                self.set_query(q.with_(account=account))
-                self.notify(f"filter account={account} (Enter again or Esc clears)" if account
-                            else "account filter cleared", timeout=3)
+            if event.request_id != "-" and self.client is not None:
+                account = next((a for a in self.data.get("limits") or [] if a.account_id == event.request_id),
+                               None)
+                self.push_screen(LimitsScreen(self.client, event.request_id, account, self.now()))
             return
         assert self.client is not None
         self.push_screen(RequestScreen(self.client, event.request_id))

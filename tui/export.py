@@ -45,6 +45,7 @@ def snapshot_document(source_url: str, q: Query, window: Window | None, raw: dic
         "stats": raw.get("stats"),
         "timeseries": raw.get("timeseries"),
         "tokenWindows": raw.get("windows"),
+        "limits": raw.get("limits"),
         "costs": raw.get("costs"),
         "errors": raw.get("errors"),
         "alerts": raw.get("alerts"),
@@ -55,7 +56,7 @@ async def snapshot_json(client: DashboardClient, q: Query) -> dict[str, Any]:
     """What the dashboard shows for ``q`` now, fetched the way the monitor polls: one window."""
     window = Window.ending(datetime.now(UTC), q)
     reqs = requests_for(q, window)
-    sources = ("stats", "timeseries", "windows", "costs", "errors", "info", "alerts")
+    sources = ("stats", "timeseries", "windows", "limits", "costs", "errors", "info", "alerts")
     answers = await asyncio.gather(*(fetch_raw(client, s, *reqs[s]) for s in sources))
     return snapshot_document(client.base_url, q, window, dict(zip(sources, answers, strict=True)))
 

@@ -17,7 +17,7 @@ from tui.api.client import DashboardClient
 from tui.api.errors import ApiAuthError, ApiError, ApiUnreachable
 from tui.api.models import Info, parse_alerts
 from tui.api.query import Query
-from tui.api.reports import Costs, ErrorsReport, Stats, Timeseries, parse_windows
+from tui.api.reports import Costs, ErrorsReport, Stats, Timeseries, parse_limits, parse_windows
 
 # source -> seconds between fetches. The data sources are fetched together on every poll, over one
 # window, so every number on screen comes from the same snapshot; only the server's info is slower.
@@ -25,12 +25,13 @@ SOURCE_INTERVALS: dict[str, float] = {
     "stats": 0.0,
     "timeseries": 0.0,
     "windows": 0.0,
+    "limits": 0.0,
     "errors": 0.0,
     "costs": 0.0,
     "alerts": 0.0,
     "info": 60.0,
 }
-DATA_SOURCES = ("stats", "timeseries", "windows", "errors", "costs")
+DATA_SOURCES = ("stats", "timeseries", "windows", "limits", "errors", "costs")
 ALWAYS = ("info", "alerts")  # the header and the banner are always on screen
 
 
@@ -63,6 +64,7 @@ def requests_for(q: Query, w: Window) -> dict[str, tuple[str, dict[str, Any]]]:
         "stats": ("/api/stats", {**w.params(), **f}),
         "timeseries": ("/api/timeseries", {**w.params(), "bucket": q.bucket, **f}),
         "windows": ("/api/token-usage/current", {"window": 300, "accountId": q.account, "domain": q.domain}),
+        "limits": ("/api/limits", {"accountId": q.account}),
         "errors": ("/api/errors", {**w.params(), "limit": 50, **f}),
         "costs": ("/api/costs", {"days": 31, **f}),
         "alerts": ("/api/alerts", {}),
@@ -77,6 +79,8 @@ def parse(source: str, raw: Any, q: Query) -> Any:
         return Timeseries.parse(raw, q.bucket)
     if source == "windows":
         return parse_windows(raw)
+    if source == "limits":
+        return parse_limits(raw)
     if source == "errors":
         return ErrorsReport.parse(raw)
     if source == "costs":
@@ -90,7 +94,9 @@ async def fetch_raw(client: DashboardClient, source: str, path: str, params: dic
     try:
         return await client.get_json(path, params)
     except ApiError as exc:
-        if source == "alerts" and exc.status == 404:  # no alerts route on this server: not an outage
+        # No alerts route on this server: not an outage. No limits route (an older server): the
+        # panel estimates from the token windows.
+        if source in ("alerts", "limits") and exc.status == 404:
             return []
         raise
 

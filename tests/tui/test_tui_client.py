@@ -133,23 +133,6 @@ async def test_auth_and_unreachable_errors_are_typed() -> None:
         assert s.state.auth_failed and "403" in s.state.message
 
 
-def test_no_burn_rate_or_projection_from_a_few_seconds_of_window() -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from tui.api.reports import TokenWindow
-    from tui.panels.windows import window_cells
-
-    now = datetime(2026, 11, 27, 5, 45, tzinfo=UTC)
-    young = TokenWindow(account_id="a", window_start=now - timedelta(seconds=23), total_tokens=63_000,
-                        burn_per_minute=63_000, projected_total=18_900_000)
-    cells = window_cells(young, now)
-    assert cells[1] == "63.0k" and str(cells[3]) == "<5 min" and str(cells[4]) == "<5 min"
-    old = TokenWindow(account_id="a", window_start=now - timedelta(minutes=30), total_tokens=63_000,
-                      burn_per_minute=2_100, projected_total=630_000)
-    cells = window_cells(old, now)
-    assert cells[3] == "2.1k" and cells[4] == "630k"
-
-
 def test_error_status_meaning_in_every_colour_mode(monkeypatch) -> None:
     """An error is marked by ✖ and weight, not colour alone; under NO_COLOR (grey levels, where red
     is darker than green) it is bold reverse; with colour, an RGB red that stays red in 16 colours."""

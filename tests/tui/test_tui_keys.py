@@ -92,7 +92,7 @@ async def test_keys_1_to_6_and_z_show_one_panel_full_screen() -> None:
         await until(pilot, lambda: app.screen.maximized is not None, what="zoom")
         assert app.screen.maximized is app.query_one("#windows")
         top = screen_text(app).splitlines()[0]
-        assert top[:2] in ("╭─", "┏━") and "Token windows" in top and top[-1] in "╮┓"  # every border kept
+        assert top[:2] in ("╭─", "┏━") and "Limits" in top and top[-1] in "╮┓"  # every border kept
         await pilot.press("3")
         assert app.screen.maximized is None
         await pilot.press("5", "escape")

@@ -13,9 +13,9 @@ from textual.widgets import Footer, Static
 KEYS: list[tuple[str, str]] = [
     ("↑ ↓  j k", "move in a table; g / G first / last row (the log follows again at the last)"),
     ("Tab / Shift+Tab", "next / previous panel"),
-    ("Enter", "live log, errors: open that request · token windows: filter on that account "
-              "(again: clear) · charts: show full-screen"),
-    ("1 … 6", "one panel full-screen (rate, latency, windows, costs, log, errors); again: back"),
+    ("Enter", "live log, errors: open that request · limits: the account's windows, history and "
+              "headers · charts: show full-screen"),
+    ("1 … 6", "one panel full-screen (rate, latency, limits, costs, log, errors); again: back"),
     ("z", "maximize the focused panel (Esc or z: back)"),
     ("q / Esc", "back from any screen; on the dashboard q quits, Esc clears the filter"),
     ("/", "filter: type a name as shown — model (sonnet-4-5), domain, account, status (5xx, 429, error)"),
@@ -37,7 +37,8 @@ def help_renderable() -> Table:
     for k, v in KEYS:
         t.add_row(k, v)
     t.add_row("", "")
-    t.add_row("", Text("Panels: request rate, latency p50/p95, token windows (5 h), costs, live log, "
+    t.add_row("", Text("Panels: request rate, latency p50/p95, limits (5 h / weekly / per-model windows as "
+                       "Anthropic measures them; ~est = estimated, key = API-key headroom), costs, live log, "
                        "errors. The header shows connection state, proxy uptime, range and filter.",
                        style="dim"))
     return t
