@@ -8,6 +8,7 @@ screen of the monitor headlessly against it at 80×24 and 120×40:
 - ``filter-WxH``      ``/`` with ``sonnet`` typed (live narrowing, match count)
 - ``zoom-log-WxH``    ``5``: the live log full-screen
 - ``alerts-WxH``      ``a``: the live alerts screen
+- ``limits-WxH``      Enter on the limits panel: one account's windows, history, headers
 - ``drill-down-WxH``  Enter on the newest error
 - ``help-WxH``        the ``?`` screen
 - ``web.png``         ``nexus web`` in a headless Chromium (the browser view)
@@ -75,6 +76,7 @@ SCREENS: list[tuple[str, Callable]] = [
     ("filter", keys("slash", *"sonnet")),
     ("zoom-log", keys("5")),
     ("alerts", keys("a")),
+    ("limits", keys("3", "enter")),
     ("drill-down", open_error),
     ("help", keys("question_mark")),
 ]
