@@ -61,6 +61,13 @@ class Record:
     price_source: str | None = None  # which price layer priced it ("genai-prices 0.2.3+overlay", "file")
     web_search_cost_usd: Decimal | None = None  # the web-search part of cost_usd
     instance_id: str | None = None
+    # What the answer said of itself and the client's trace context: exported as OpenTelemetry span
+    # attributes (docs/telemetry.md), not columns of api_requests.
+    response_model: str | None = None
+    response_id: str | None = None  # the message id (msg_…)
+    stop_reason: str | None = None
+    traceparent: str | None = None  # the client's W3C trace context, as it sent it
+    tracestate: str | None = None
     # Stored only per STORE_BODIES; secrets already redacted.
     request_headers: dict[str, str] | None = None
     response_headers: dict[str, str] | None = None

@@ -146,6 +146,34 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class TelemetrySettings:
+    """OpenTelemetry export (docs/telemetry.md), under the SDK's own names and meanings.
+
+    On only with an OTLP endpoint and the ``otel`` extra installed. The SDK reads its other
+    ``OTEL_*`` variables itself (``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_RESOURCE_ATTRIBUTES``,
+    ``OTEL_TRACES_SAMPLER``, …); headers often hold a backend's key, so they never pass through here.
+    """
+
+    endpoint: str | None = setting("OTEL_EXPORTER_OTLP_ENDPOINT", None,
+                                   "OTLP/HTTP base URL (/v1/traces, /v1/metrics appended); set: export on")
+    traces_endpoint: str | None = setting("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None,
+                                          "OTLP/HTTP URL for spans, used as is; set: export on")
+    metrics_endpoint: str | None = setting("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", None,
+                                           "OTLP/HTTP URL for metrics, used as is (default: from the base URL)")
+    protocol: str = setting("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", "only http/protobuf is supported")
+    service_name: str = setting("OTEL_SERVICE_NAME", "nexus-proxy", "service.name of the exported resource")
+    max_queue_size: int = setting("OTEL_BSP_MAX_QUEUE_SIZE", 2048, "spans waiting for export at most; beyond: dropped, counted")
+    schedule_delay_ms: float = setting("OTEL_BSP_SCHEDULE_DELAY", 5000.0, "milliseconds between span exports")
+    export_timeout_s: float = setting("OTEL_EXPORTER_OTLP_TIMEOUT", 10.0,
+                                      "seconds one export may take, retries included (the Python SDK's unit)")
+    metric_interval_ms: float = setting("OTEL_METRIC_EXPORT_INTERVAL", 60000.0, "milliseconds between metric exports")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.endpoint or self.traces_endpoint)
+
+
+@dataclass(frozen=True)
 class ChannelSettings:
     """Where alerts are sent, and how hard we try."""
 
@@ -177,6 +205,7 @@ SECTIONS: dict[str, type] = {
     "limits": LimitSettings,
     "alerts": AlertSettings,
     "channels": ChannelSettings,
+    "telemetry": TelemetrySettings,
 }
 
 
@@ -213,6 +242,7 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     channels: ChannelSettings = field(default_factory=ChannelSettings)
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     # Env names the environment or the file set explicitly (so callers can tell a choice from a default).
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
 

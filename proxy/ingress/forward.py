@@ -98,6 +98,7 @@ class Exchange:
         r.thinking_tokens = usage.thinking_tokens
         if usage.model and not r.model:
             r.model = usage.model
+        r.response_model, r.response_id, r.stop_reason = usage.model, usage.message_id, usage.stop_reason
         if usage.error_type and not r.error_type:
             r.error_type = usage.error_type
             r.error_message = usage.error_message
@@ -219,6 +220,7 @@ async def forward(runtime: Runtime, path: str, session: aiohttp.ClientSession,
             account_id=resolver.account_for(host, client_secret(req_headers)),
             method=method, path=full_path, model=model, stream=is_stream,
             request_type=rtype, instance_id=runtime.instance_id,
+            traceparent=req_headers.get("traceparent"), tracestate=req_headers.get("tracestate"),
         )
         exchange = Exchange(runtime=runtime, record=record, started=started)
         if settings.proxy.store_bodies != "none":

@@ -59,6 +59,8 @@ class Metrics:
                                      "Records in the on-disk journal awaiting replay", registry=r)
         self.records_dropped = Counter("claude_proxy_records_dropped", "Records lost (should stay 0)",
                                        registry=r)
+        self.otel_dropped = Counter("claude_proxy_otel_dropped",
+                                    "OpenTelemetry spans not delivered (queue full, export failed)", registry=r)
         self.db_up = Gauge("claude_proxy_database_up", "1 when the database accepts writes", registry=r)
         self.db_pool_in_use = Gauge("claude_proxy_db_pool_in_use", "Database connections in use", registry=r)
         self.db_pool_size = Gauge("claude_proxy_db_pool_size", "Database pool maximum size", registry=r)
