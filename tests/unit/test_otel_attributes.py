@@ -9,6 +9,7 @@ import pytest
 
 from nexus.core.records import REQUEST_TYPE_COUNT_TOKENS, Record
 from proxy.recorder.otel import span_attributes, span_times, upstream_server
+from proxy.recorder.otel_metrics import MetricSet
 
 SERVER = ("api.anthropic.com", 443)
 
@@ -83,3 +84,19 @@ def test_span_times_are_the_exchange_start_and_its_latency() -> None:
 ])
 def test_upstream_server(url: str, expected: tuple[str, int]) -> None:
     assert upstream_server(url) == expected
+
+
+def test_histogram_buckets_hold_their_upper_bound_and_sums_add_up() -> None:
+    ms = MetricSet((1.0, 2.0, 4.0), (10.0,))
+    key = (("gen_ai.request.model", "m"),)
+    for v in (0.5, 1.0, 1.5, 4.0, 5.0):
+        ms.duration.record(key, v)
+    ms.cost.record(key, 0.25)
+    ms.cost.record(key, 0.5)
+    snap = dict((inst.name, points) for inst, points in ms.snapshot())
+    p = snap["gen_ai.client.operation.duration"][key]
+    assert (p.count, p.sum, p.min, p.max, p.buckets) == (5, 12.0, 0.5, 5.0, [2, 1, 1, 1])  # (..1] (1..2] (2..4] (4..)
+    assert snap["nexus.cost"][key] == 0.75
+    assert snap["gen_ai.client.token.usage"] == {}
+    ms.duration.record(key, 0.1)
+    assert p.count == 5  # a snapshot is a copy
