@@ -157,6 +157,7 @@ def _signal_url(t: Any, signal: str) -> str:
 
 
 MAX_BACKOFF_S = 30.0
+PROBE_SPANS = 8  # the first export after a failure sends this many spans; the rest of its batch is dropped
 
 
 class _CountingExporter:
@@ -164,7 +165,9 @@ class _CountingExporter:
 
     After a failed export (the SDK's own retries included) it waits before trying again, 1 s
     doubling to ``MAX_BACKOFF_S``; meanwhile spans are dropped (and counted) without being encoded,
-    and ``Telemetry.export`` does not even build them: a collector that is down costs next to nothing.
+    and ``Telemetry.export`` does not even build them. The next try is a probe of ``PROBE_SPANS``
+    spans, and no span is built while it is out: encoding is the costly part (it holds the GIL,
+    which the event loop then waits for), so a collector that is down or hangs costs next to nothing.
     Duck-typed to the SDK's ``SpanExporter`` (``export``, ``shutdown``, ``force_flush``) so that this
     module stays importable without the SDK.
     """
@@ -181,6 +184,10 @@ class _CountingExporter:
         if time.monotonic() < self.retry_at:
             t._dropped(len(spans))
             return SpanExportResult.FAILURE
+        if self.backoff_s > 0:  # the collector failed last time: probe it with a few spans
+            t._dropped(max(0, len(spans) - PROBE_SPANS))
+            spans = spans[:PROBE_SPANS]
+            self.retry_at = float("inf")  # build no spans while the probe is out
         try:
             result = self.inner.export(spans)
         except Exception:  # noqa: BLE001 - the worker thread must go on
