@@ -297,7 +297,7 @@ class Telemetry:
 
         The span is built ended, as a ``ReadableSpan``, with the provider's sampler, id generator and
         resource — what ``Tracer.start_span`` + ``Span.end`` do, less re-validating attributes that
-        are ours and already clean (two thirds of its ~50 µs; bench/RESULTS.md, figure 9).
+        are ours and already clean (17–34 µs against 48–69 µs; bench/RESULTS.md, bench.otel_micro).
         """
         p = self.provider
         name = f"{attrs['gen_ai.operation.name']} {r.model}" if r.model else attrs["gen_ai.operation.name"]
