@@ -209,7 +209,7 @@ class _CountingExporter:
 
 
 class Telemetry:
-    """The process's OpenTelemetry pipeline: a tracer (and a meter) fed from the recorder."""
+    """The process's OpenTelemetry pipeline, fed by the recorder: spans to the SDK's batch processor, metric points."""
 
     def __init__(self, settings: Settings, metrics: Any = None, instance_id: str | None = None) -> None:
         t = settings.telemetry
