@@ -156,10 +156,12 @@ class ProxyService:
             log.warning("listening on %s without TLS: put a TLS-terminating proxy in front "
                         "(see deploy/nginx) or bind 127.0.0.1", s.proxy.host)
         proxy_srv = await start_server(create_proxy_app(runtime), s.proxy.host, s.proxy.port,
-                                       graceful_timeout=s.proxy.shutdown_grace_s)
+                                       graceful_timeout=s.proxy.shutdown_grace_s,
+                                       keep_alive_timeout=s.proxy.keep_alive_timeout_s, h2c=s.proxy.enable_h2c)
         self.servers.append(proxy_srv)
         dash_srv = await start_server(create_dashboard_app(runtime), s.proxy.host, s.dashboard.port,
-                                      graceful_timeout=2.0)
+                                      graceful_timeout=2.0, keep_alive_timeout=s.proxy.keep_alive_timeout_s,
+                                      h2c=s.proxy.enable_h2c)
         self.servers.append(dash_srv)
         dash_url = dash_srv.url
         self.info = {

@@ -62,6 +62,13 @@ class ProxySettings:
     max_stored_body_bytes: int = setting("MAX_STORED_BODY_BYTES", 1024 * 1024, "cap of each stored body")
     shutdown_grace_s: float = setting("SHUTDOWN_GRACE_S", 30.0, "on SIGTERM, in-flight streams get this long")
     instance_id: str = setting("INSTANCE_ID", "", "this instance's id on a shared database (default: random)")
+    client_body_timeout_s: float = setting("CLIENT_BODY_TIMEOUT_S", 30.0,
+                                           "longest wait between two chunks of a request body (408 after; 0 = none)")
+    max_inflight_body_bytes: int = setting("MAX_INFLIGHT_BODY_BYTES", 256 * 1024 * 1024,
+                                           "request-body bytes held by all requests at once (503 + retry-after above)")
+    keep_alive_timeout_s: float = setting("KEEP_ALIVE_TIMEOUT_S", 30.0, "an idle keep-alive connection is closed after")
+    enable_h2c: bool = setting("ENABLE_H2C", False, "accept cleartext HTTP/2 (h2c upgrade, prior knowledge) on both ports")
+    redact_headers: str = setting("REDACT_HEADERS", "", "more header names to redact, comma-separated (beyond the built-in rules)")
 
 
 @dataclass(frozen=True)

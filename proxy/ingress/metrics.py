@@ -3,25 +3,184 @@
 A private registry per Runtime keeps several proxies in one test process apart. Names follow
 the Monitoring Guide (``claude_proxy_*``); the response-time histogram is in milliseconds with
 the guide's 100/500/1000 buckets among ours.
+
+Label values that come from the client are bounded (docs/security.md): ``model`` is the model's
+family (``claude-sonnet-4-5``) when it is a Claude model, else ``other``; ``domain`` is one of the
+``TOP_DOMAINS`` busiest of the last 24 h (the first seen until the first day is over), else
+``other``; and every labelled metric holds at most ``MAX_SERIES_PER_METRIC`` series, beyond which
+new label sets are counted under ``other``.
 """
 
 from __future__ import annotations
 
+import functools
+import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 from nexus.core.latency import LATENCY_BUCKETS_MS
 from nexus.core.records import Record
+from nexus.pricing.models import normalize_model_id
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_LABEL_LEN = 120
-MAX_CACHED_CHILDREN = 10_000
-UNPRICED_PLACEHOLDER = "other"  # the overflow label value of bounded labels  # hostile Host headers must not grow the cache without bound
+MAX_SERIES_PER_METRIC = 1_000
+TOP_DOMAINS = 50
+DOMAIN_WINDOW_S = 86_400.0
+OTHER = "other"  # the overflow label value of bounded labels
+UNPRICED_PLACEHOLDER = OTHER
+_FAMILY = re.compile(r"claude-(?:(?:opus|sonnet|haiku|fable|mythos)-\d{1,2}(?:-\d{1,2})?"
+                     r"|\d{1,2}(?:-\d{1,2})?-(?:opus|sonnet|haiku|fable|mythos))")
 
 
 def _label(value: str | None, default: str = "unknown") -> str:
     return (value or default)[:MAX_LABEL_LEN]
+
+
+@functools.lru_cache(maxsize=1024)
+def model_label(model: str | None) -> str:
+    """The model's family when it is a Claude model (``claude-sonnet-4-5``), ``unknown`` when none
+    was sent, else ``other``: a client can send any string as ``model``."""
+    if not model:
+        return "unknown"
+    family = normalize_model_id(model[:MAX_LABEL_LEN])
+    return family if _FAMILY.fullmatch(family) else OTHER
+
+
+class TopValues:
+    """The ``n`` values seen most in the last window (the first ``n`` seen during the first one).
+
+    Counts are kept for at most ``8 * n`` values (the least counted one makes room), so a flood of
+    distinct values costs bounded memory. ``label(v)`` is ``v`` or ``other``; ``evicted()`` hands
+    out (once) the values that lost their place at the last rotation, so their series can go.
+    """
+
+    def __init__(self, n: int = TOP_DOMAINS, window_s: float = DOMAIN_WINDOW_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.n = n
+        self.window_s = window_s
+        self.clock = clock
+        self.admitted: set[str] = set()
+        self.counts: dict[str, int] = {}
+        self.window_end = clock() + window_s
+        self._evicted: set[str] = set()
+
+    def label(self, value: str) -> str:
+        now = self.clock()
+        if now >= self.window_end:
+            self._rotate(now)
+        count = self.counts.get(value)
+        if count is None:
+            if len(self.counts) >= 8 * self.n:
+                victim = min(self.counts, key=self.counts.__getitem__)
+                count = self.counts.pop(victim)
+            else:
+                count = 0
+        self.counts[value] = count + 1
+        if value in self.admitted:
+            return value
+        if len(self.admitted) < self.n:
+            self.admitted.add(value)
+            return value
+        return OTHER
+
+    def _rotate(self, now: float) -> None:
+        top = sorted(self.counts, key=lambda v: (-self.counts[v], v))[: self.n]
+        new = set(top)
+        self._evicted |= self.admitted - new
+        self.admitted = new
+        self.counts = {}
+        self.window_end = now + self.window_s
+
+    @property
+    def has_evicted(self) -> bool:
+        return bool(self._evicted)
+
+    def evicted(self) -> set[str]:
+        out, self._evicted = self._evicted, set()
+        return out
+
+
+class _Bounded:
+    """A labelled metric whose number of series is capped (overflow → every label ``other``)."""
+
+    def __init__(self, metric: Any, names: tuple[str, ...], cap: int = MAX_SERIES_PER_METRIC) -> None:
+        self.metric = metric
+        self.names = names
+        self.cap = cap
+        self.children: dict[tuple[str, ...], Any] = {}
+
+    def child(self, *values: str) -> Any:
+        c = self.children.get(values)
+        if c is None:
+            if len(self.children) >= self.cap:
+                values = tuple(OTHER for _ in values)
+                c = self.children.get(values)
+                if c is not None:
+                    return c
+            c = self.children[values] = self.metric.labels(*values)
+        return c
+
+    def drop(self, index: int, value: str) -> None:
+        """Remove every series whose label ``index`` is ``value``."""
+        for key in [k for k in self.children if k[index] == value]:
+            del self.children[key]
+            try:
+                self.metric.remove(*key)
+            except KeyError:
+                pass
+
+
+_BUCKET_KIND = {"requests": "requests", "tokens": "tokens", "inputTokens": "input_tokens",
+                "outputTokens": "output_tokens"}
+
+
+class RateLimitCollector:
+    """``claude_proxy_ratelimit_*`` at scrape time from the recorder's limits board (docs/limits.md).
+
+    Only accounts seen in the last 24 hours are listed (``LimitsBoard.recent``), so the label
+    set stays bounded.
+    """
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> Any:
+        util = GaugeMetricFamily("claude_proxy_ratelimit_utilization",
+                                 "Utilization of a rate-limit window as Anthropic reported it (fraction, may exceed 1)",
+                                 labels=["account", "window"])
+        reset = GaugeMetricFamily("claude_proxy_ratelimit_reset_timestamp_seconds",
+                                  "When a rate-limit window resets (Unix time)", labels=["account", "window"])
+        remaining = GaugeMetricFamily("claude_proxy_ratelimit_remaining",
+                                      "API-key rate limit headroom as Anthropic reported it",
+                                      labels=["account", "kind"])
+        status = GaugeMetricFamily("claude_proxy_ratelimit_status",
+                                   "1 for an account's current unified rate-limit status",
+                                   labels=["account", "status"])
+        recorder = self.runtime.recorder
+        for account, cur in (recorder.limits.recent() if recorder is not None else []):
+            snap, acct = cur.snapshot, _label(account)
+            for name, win in snap.windows.items():
+                if win.utilization is not None:
+                    util.add_metric([acct, name], win.utilization)
+                if win.resets_at is not None:
+                    reset.add_metric([acct, name], win.resets_at.timestamp())
+            for key, bucket in snap.rate_limits.items():
+                if bucket.remaining is not None:
+                    remaining.add_metric([acct, _BUCKET_KIND.get(key, key)], float(bucket.remaining))
+            if snap.status:
+                status.add_metric([acct, snap.status], 1.0)
+        yield util
+        yield reset
+        yield remaining
+        yield status
 
 
 class Metrics:
@@ -73,20 +232,32 @@ class Metrics:
                                   "This instance's clock minus the database server's, last measured", registry=r)
         self.sse_subscribers = Gauge("claude_proxy_sse_subscribers", "Open /api/sse streams", registry=r)
         self._request_children: dict[tuple[str | None, str | None, int], Any] = {}
+        self._requests = _Bounded(self.requests, ("domain", "model", "status"))
+        self._unpriced = _Bounded(self.unpriced, ("model",))
+        self._errors = _Bounded(self.errors, ("error_type",))
+        self._unpriced.child(UNPRICED_PLACEHOLDER)
+        self.domains = TopValues()
         self._tok_input = self.tokens.labels(type="input")
         self._tok_output = self.tokens.labels(type="output")
         self._tok_cache_creation = self.tokens.labels(type="cache_creation")
         self._tok_cache_read = self.tokens.labels(type="cache_read")
 
     def _request_counter(self, domain: str | None, model: str | None, status: int) -> Any:
-        # labels() hashes and validates on every call (~half of observe()); children are cached.
+        # labels() hashes and validates on every call (~half of observe()); children are cached,
+        # by raw values (bounded: cleared when full) over label values (bounded by _Bounded).
         key = (domain, model, status)
+        dlabel = self.domains.label(_label(domain))
+        if self.domains.has_evicted:
+            for gone in self.domains.evicted():
+                self._requests.drop(0, gone)
+            self._request_children.clear()
         child = self._request_children.get(key)
-        if child is None:
-            if len(self._request_children) > MAX_CACHED_CHILDREN:
+        if child is None or dlabel == OTHER:
+            if len(self._request_children) >= MAX_SERIES_PER_METRIC:
                 self._request_children.clear()
-            child = self._request_children[key] = self.requests.labels(
-                domain=_label(domain), model=_label(model), status=str(status))
+            child = self._requests.child(dlabel, model_label(model), str(status))
+            if dlabel != OTHER:
+                self._request_children[key] = child
         return child
 
     def observe(self, rec: Record) -> None:
@@ -106,9 +277,9 @@ class Metrics:
         if rec.cost_usd is not None:
             self.cost.inc(float(rec.cost_usd))
         elif rec.model and rec.request_type == "messages":
-            self.unpriced.labels(model=_label(rec.model)).inc()
+            self._unpriced.child(model_label(rec.model)).inc()
         if rec.is_error:
-            self.errors.labels(error_type=_label(rec.error_type, f"http_{rec.status_code}")).inc()
+            self._errors.child(_label(rec.error_type, f"http_{rec.status_code}")).inc()
 
     def bind(self, runtime: Any) -> None:
         """Gauges read live from the runtime at scrape time."""
@@ -129,6 +300,7 @@ class Metrics:
         self.db_pool_size.set_function(pool_size)
         self.sse_subscribers.set_function(lambda: float(runtime.broker.subscriber_count))
         self.db_up.set_function(lambda: 1.0 if runtime.db_connected else 0.0)
+        self.registry.register(RateLimitCollector(runtime))
         self.queue_depth.set_function(
             lambda: float(runtime.recorder.queue_depth) if runtime.recorder is not None else 0.0)
         self.journal_pending.set_function(
