@@ -9,6 +9,7 @@ module                answers
 ``requests``          ``/api/requests``, ``/api/requests/{id}``
 ``errors``            ``/api/errors``
 ``costs``             ``/api/costs``
+``limits``            ``/api/limits``, ``/api/limits/history``
 ``base`` / ``cache``  pool, timing, rollup reads, shared shapes
 ====================  =========================================
 """
@@ -21,6 +22,7 @@ from nexus.store.read.base import Filters, ping, timed
 from nexus.store.read.cache import RollupCache
 from nexus.store.read.costs import CostQueries
 from nexus.store.read.errors import ErrorQueries
+from nexus.store.read.limits import LimitQueries
 from nexus.store.read.requests import decode_cursor, encode_cursor, request_row
 from nexus.store.read.stats import StatsQueries
 from nexus.store.read.timeseries import TimeseriesQueries
@@ -32,5 +34,5 @@ __all__ = [
 ]
 
 
-class DashboardQueries(StatsQueries, WindowQueries, TimeseriesQueries, ErrorQueries, CostQueries):
+class DashboardQueries(StatsQueries, WindowQueries, TimeseriesQueries, ErrorQueries, CostQueries, LimitQueries):
     """Every read the dashboard API makes, over one pool (built per request by the API)."""
