@@ -27,6 +27,7 @@ from nexus.store import alerts as q
 from nexus.store.pool import dsn_in_use
 from nexus.store.ratelimits import latest_snapshots
 from proxy.alerts.channels import Dispatcher, Notification
+from proxy.alerts.measured import observe_measured_windows
 from proxy.alerts.rules import (
     KIND_FIRING,
     KIND_REPEAT,
@@ -46,7 +47,6 @@ from proxy.alerts.rules import (
     observe_clock_skew,
     observe_daily_cost,
     observe_error_rate,
-    observe_measured_windows,
     observe_p95_latency,
     observe_pool,
     observe_token_windows,

@@ -194,7 +194,7 @@ def test_transition_dedup_key_is_stable_per_incident():
 
 
 def test_measured_windows_every_window_threshold_rejected_and_reset():
-    from proxy.alerts.rules import observe_measured_windows
+    from proxy.alerts.measured import observe_measured_windows
 
     cfg = _cfg()
     now = datetime(2030, 1, 1, 10, 0, tzinfo=UTC)
