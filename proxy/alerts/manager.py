@@ -43,7 +43,6 @@ from proxy.alerts.rules import (
     Observation,
     Transition,
     learned_limits,
-    observe_clock_skew,
     observe_daily_cost,
     observe_error_rate,
     observe_measured_windows,
@@ -55,7 +54,7 @@ from proxy.alerts.rules import (
     utc_clock,
     window_usage,
 )
-from proxy.alerts.watchdog import Watchdog
+from proxy.alerts.watchdog import Watchdog, observe_clock_skew
 from proxy.runtime import Runtime
 
 log = logging.getLogger("nexus.alerts")

@@ -31,14 +31,13 @@ RULE_TOKEN_WINDOW = "token_window"
 RULE_DB_POOL = "db_pool"
 RULE_P95_LATENCY = "p95_latency"
 RULE_DAILY_COST = "daily_cost"
-# Watching the watcher: the monitoring's own failures (docs/operations.md).
-RULE_CLOCK_SKEW = "clock_skew"  # judged by the shared evaluator from every instance's heartbeat
-RULE_RECORDING_STALLED = "recording_stalled"  # judged by each instance about itself (proxy/alerts/watchdog.py)
+# Watching the watcher (docs/operations.md); LOCAL_RULES are judged by each instance (watchdog.py).
+RULE_CLOCK_SKEW = "clock_skew"
+RULE_RECORDING_STALLED = "recording_stalled"
 RULE_JOURNAL_GROWING = "journal_growing"
 RULE_CHANNEL_FAILING = "channel_failing"
 LOCAL_RULES = (RULE_RECORDING_STALLED, RULE_JOURNAL_GROWING, RULE_CHANNEL_FAILING)
-ALL_RULES = (RULE_ERROR_RATE, RULE_TOKEN_WINDOW, RULE_DB_POOL, RULE_P95_LATENCY, RULE_DAILY_COST, RULE_CLOCK_SKEW,
-             *LOCAL_RULES)
+ALL_RULES = (RULE_ERROR_RATE, RULE_TOKEN_WINDOW, RULE_DB_POOL, RULE_P95_LATENCY, RULE_DAILY_COST, RULE_CLOCK_SKEW, *LOCAL_RULES)
 
 KIND_FIRING = "firing"
 KIND_REPEAT = "repeat"
@@ -448,27 +447,3 @@ def observe_daily_cost(cfg: AlertConfig, total_usd: float, per_account_usd: Mapp
                                {"account": account, "cost_usd": spent, "budget_usd": budget}))
     return out
 
-
-# --- watching the watcher ------------------------------------------------------------------------
-
-
-def observe_clock_skew(cfg: AlertConfig, offsets: Mapping[str, float]) -> list[Observation]:
-    """Per instance: its clock minus the database server's, in seconds (the shared reference).
-
-    Two instances each within the threshold of the database are within twice it of each other;
-    the labels carry the largest spread between any two, which is what skews timelines.
-    """
-    rule = cfg.rules[RULE_CLOCK_SKEW]
-    if not rule.enabled or not offsets:
-        return []
-    spread = max(offsets.values()) - min(offsets.values())
-    out = []
-    for instance, off in sorted(offsets.items()):
-        out.append(Observation(RULE_CLOCK_SKEW, f"instance:{instance}", abs(off), rule.threshold,
-                               abs(off) > rule.threshold,
-                               f"Clock of instance {instance} is {off:+.1f}s off the database server's "
-                               f"(threshold {rule.threshold:g}s; spread across {len(offsets)} instances "
-                               f"{spread:.1f}s)",
-                               {"instance": instance, "offset_s": round(off, 3), "spread_s": round(spread, 3),
-                                "instances": len(offsets)}))
-    return out

@@ -36,6 +36,7 @@ from proxy.alerts.rules import (
     KIND_RESOLVED,
     LOCAL_RULES,
     RULE_CHANNEL_FAILING,
+    RULE_CLOCK_SKEW,
     RULE_JOURNAL_GROWING,
     RULE_RECORDING_STALLED,
     AlertConfig,
@@ -56,6 +57,28 @@ SYNC_TIMEOUT_S = 5.0
 
 def _iso(v: datetime | None) -> str | None:
     return None if v is None else v.isoformat()
+
+
+def observe_clock_skew(cfg: AlertConfig, offsets: Mapping[str, float]) -> list[Observation]:
+    """Per instance: its clock minus the database server's, in seconds (the shared reference).
+
+    Two instances each within the threshold of the database are within twice it of each other;
+    the labels carry the largest spread between any two, which is what skews timelines.
+    """
+    rule = cfg.rules[RULE_CLOCK_SKEW]
+    if not rule.enabled or not offsets:
+        return []
+    spread = max(offsets.values()) - min(offsets.values())
+    out = []
+    for instance, off in sorted(offsets.items()):
+        out.append(Observation(RULE_CLOCK_SKEW, f"instance:{instance}", abs(off), rule.threshold,
+                               abs(off) > rule.threshold,
+                               f"Clock of instance {instance} is {off:+.1f}s off the database server's "
+                               f"(threshold {rule.threshold:g}s; spread across {len(offsets)} instances "
+                               f"{spread:.1f}s)",
+                               {"instance": instance, "offset_s": round(off, 3), "spread_s": round(spread, 3),
+                                "instances": len(offsets)}))
+    return out
 
 
 def observe_recording(cfg: AlertConfig, instance: str, stall_s: float, waiting: int) -> list[Observation]:
