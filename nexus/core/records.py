@@ -61,6 +61,12 @@ class Record:
     price_source: str | None = None  # which price layer priced it ("genai-prices 0.2.3+overlay", "file")
     web_search_cost_usd: Decimal | None = None  # the web-search part of cost_usd
     instance_id: str | None = None
+    # Who sent it (nexus/core/sessions.py): Claude Code's session and agent ids, the client, tags.
+    session_id: str | None = None
+    agent_id: str | None = None
+    parent_agent_id: str | None = None
+    client: str | None = None
+    tags: dict[str, str] | None = None
     # Stored only per STORE_BODIES; secrets already redacted.
     request_headers: dict[str, str] | None = None
     response_headers: dict[str, str] | None = None
@@ -121,6 +127,11 @@ class Record:
             "thinkingTokens": self.thinking_tokens,
             "priceSource": self.price_source,
             "webSearchCostUsd": None if self.web_search_cost_usd is None else float(self.web_search_cost_usd),
+            "sessionId": self.session_id,
+            "agentId": self.agent_id,
+            "parentAgentId": self.parent_agent_id,
+            "client": self.client,
+            "tags": self.tags or {},
         }
 
     @classmethod

@@ -17,7 +17,9 @@ Tags: ``x-nexus-tag-<name>: <value>`` headers (removed before forwarding, see
 
 from __future__ import annotations
 
+import functools
 import re
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,6 +96,12 @@ def parse_tag_headers(spec: str | None) -> dict[str, str]:
             raise ConfigError(f"TAG_HEADERS: {header} is already a tag header")
         out[header] = tag
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def tag_header_map(spec: str | None) -> Mapping[str, str]:
+    """``parse_tag_headers`` once per distinct spec (the proxy asks on every request); read-only."""
+    return types.MappingProxyType(parse_tag_headers(spec))
 
 
 def tag_value(value: Any) -> str | None:

@@ -114,4 +114,6 @@ async def drop_partitions_before(conn: asyncpg.Connection, cutoff: date,
     if include_rollups:
         lo = datetime(cutoff.year, cutoff.month, cutoff.day, tzinfo=UTC)
         await conn.execute("DELETE FROM api_requests_minute WHERE bucket < $1", lo)
+        # Sessions whose every request is gone (their agents and tags follow, ON DELETE CASCADE).
+        await conn.execute("DELETE FROM api_sessions WHERE last_seen < $1", lo)
     return dropped

@@ -7,6 +7,7 @@ the guide's 100/500/1000 buckets among ours.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -17,6 +18,7 @@ from nexus.core.records import Record
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_LABEL_LEN = 120
 MAX_CACHED_CHILDREN = 10_000
+MAX_TRACKED_SESSIONS = 100_000
 UNPRICED_PLACEHOLDER = "other"  # the overflow label value of bounded labels  # hostile Host headers must not grow the cache without bound
 
 
@@ -63,6 +65,15 @@ class Metrics:
         self.db_pool_in_use = Gauge("claude_proxy_db_pool_in_use", "Database connections in use", registry=r)
         self.db_pool_size = Gauge("claude_proxy_db_pool_size", "Database pool maximum size", registry=r)
         self.sse_subscribers = Gauge("claude_proxy_sse_subscribers", "Open /api/sse streams", registry=r)
+        self.sessions_active = Gauge("claude_proxy_sessions_active",
+                                     "Sessions with a request through this instance within SESSION_IDLE_S",
+                                     registry=r)
+        self.tags_ignored = Counter("claude_proxy_tags_ignored",
+                                    "x-nexus-tag-* / TAG_HEADERS values over the limits (name, value, 10 a request)",
+                                    registry=r)
+        # session id -> monotonic time of its last request here (pruned at scrape time, bounded).
+        self._session_seen: dict[str, float] = {}
+        self.session_idle_s = 600.0
         self._request_children: dict[tuple[str | None, str | None, int], Any] = {}
         self._tok_input = self.tokens.labels(type="input")
         self._tok_output = self.tokens.labels(type="output")
@@ -100,6 +111,23 @@ class Metrics:
             self.unpriced.labels(model=_label(rec.model)).inc()
         if rec.is_error:
             self.errors.labels(error_type=_label(rec.error_type, f"http_{rec.status_code}")).inc()
+        if rec.session_id is not None:
+            seen = self._session_seen
+            seen.pop(rec.session_id, None)  # re-insert: the dict stays ordered oldest first
+            seen[rec.session_id] = time.monotonic()
+            if len(seen) > MAX_TRACKED_SESSIONS:
+                del seen[next(iter(seen))]
+
+    def active_sessions(self) -> int:
+        """Sessions seen within ``session_idle_s``; forgets the older ones (oldest first)."""
+        seen = self._session_seen
+        horizon = time.monotonic() - self.session_idle_s
+        while seen:
+            oldest = next(iter(seen))
+            if seen[oldest] >= horizon:
+                break
+            del seen[oldest]
+        return len(seen)
 
     def bind(self, runtime: Any) -> None:
         """Gauges read live from the runtime at scrape time."""
@@ -119,6 +147,8 @@ class Metrics:
         self.db_pool_in_use.set_function(pool_in_use)
         self.db_pool_size.set_function(pool_size)
         self.sse_subscribers.set_function(lambda: float(runtime.broker.subscriber_count))
+        self.session_idle_s = runtime.settings.proxy.session_idle_s
+        self.sessions_active.set_function(lambda: float(self.active_sessions()))
         self.db_up.set_function(lambda: 1.0 if runtime.db_connected else 0.0)
         self.queue_depth.set_function(
             lambda: float(runtime.recorder.queue_depth) if runtime.recorder is not None else 0.0)
