@@ -170,13 +170,13 @@ def is_tag_header(name: str) -> bool:
 
 
 def parse_tag_filter(raw: str) -> tuple[str, str]:
-    """``name:value`` (or ``name=value``) of a ``tag=`` query filter; ``ValueError`` if malformed."""
-    for sep in (":", "="):
-        name, found, value = raw.partition(sep)
-        if found:
-            name = name.strip().lower()
-            value = value.strip()
-            if _TAG_NAME.fullmatch(name) and value and len(value) <= MAX_TAG_VALUE_CHARS:
-                return name, value
-            break
+    """``name:value`` (or ``name=value``: the first of the two splits) of a ``tag=`` query filter.
+
+    ``ValueError`` if malformed.
+    """
+    cut = min((i for i in (raw.find(":"), raw.find("=")) if i >= 0), default=-1)
+    if cut >= 0:
+        name, value = raw[:cut].strip().lower(), raw[cut + 1:].strip()
+        if _TAG_NAME.fullmatch(name) and value and len(value) <= MAX_TAG_VALUE_CHARS:
+            return name, value
     raise ValueError(f"tag must be name:value (name [a-z0-9_-] up to 32, value up to 128 chars), got {raw!r}")

@@ -310,3 +310,56 @@ async def test_tag_limits_are_counted_and_nothing_breaks(sstack: Stack) -> None:
     assert "claude_proxy_tags_ignored_total 3.0" in metrics
     seen = {k.lower() for k, _ in sstack.mock.requests[-1]["headers"]}
     assert not any(k.startswith("x-nexus-tag-") for k in seen)
+
+
+async def test_api_sessions_match_what_was_sent(sstack: Stack) -> None:
+    """/api/sessions, /api/sessions/{id}, the filters and the SSE fields, through the real proxy."""
+    headers = {"X-Dashboard-Key": sstack.key}
+    async with httpx.AsyncClient(base_url=sstack.dashboard_url, headers=headers, timeout=30) as api:
+        async with api.stream("GET", "/api/sse") as stream:
+            sent = await claude_code_like_traffic(sstack.proxy_url)
+            events: list[dict[str, Any]] = []
+            lines = stream.aiter_lines()
+            event = None
+            async for line in lines:
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "request":
+                    events.append(orjson.loads(line[6:]))
+                    if len(events) == len(sent):
+                        break
+        first = events[0]
+        assert (first["sessionId"], first["agentId"], first["client"], first["tags"]) == (
+            S1, None, "claude-cli/2.1.197 (cli)", {"project": "apollo"})
+        assert [(e["sessionId"], e["agentId"], e["parentAgentId"]) for e in events] == [
+            (s.session, s.agent, s.parent) for s in sent]
+
+        await sstack.wait_rows(len(sent))
+        want = expected_sessions(sent)
+        body = (await api.get("/api/sessions")).json()
+        assert [s["sessionId"] for s in body["sessions"]] == [S3, S2, S1]  # most recent first
+        for s in body["sessions"]:
+            e = want[s["sessionId"]]
+            assert s["requests"] == e["requests"] and s["errors"] == e["errors"]
+            assert s["tokens"]["input"] == e["input"] and s["tokens"]["output"] == e["output"]
+            assert s["costUsd"] == pytest.approx(float(e["cost"]), abs=1e-6)
+            assert set(s["models"]) == e["models"] and s["active"] is True
+        by_id = {s["sessionId"]: s for s in body["sessions"]}
+        assert by_id[S1]["agents"] == 2 and by_id[S1]["tags"] == {"project": "apollo"}
+        assert by_id[S1]["client"] == "claude-cli/2.1.197 (cli)"
+        assert by_id[S2]["tags"] == {"project": "zeus", "team": "infra"} and by_id[S3]["agents"] == 0
+
+        d = (await api.get(f"/api/sessions/{S1}")).json()
+        tree = [(x["agentId"], x["parentAgentId"], x["depth"], x["requests"]) for x in d["agents"]]
+        assert tree == [(None, None, 0, 2), ("agent-a", None, 1, 2), ("agent-b", "agent-a", 2, 2)]
+        for x in d["agents"]:
+            assert x["costUsd"] == pytest.approx(float(want[S1]["agents"][x["agentId"] or ""]["cost"]), abs=1e-6)
+        assert len(d["requests"]) == 6
+
+        stats = (await api.get("/api/stats", params={"sessionId": S1})).json()
+        assert stats["totalRequests"] == 6 and stats["errorCount"] == 1
+        assert stats["costUsd"] == pytest.approx(float(want[S1]["cost"]), abs=1e-6)
+        zeus = (await api.get("/api/requests", params={"tag": "project:zeus"})).json()["requests"]
+        assert [r["sessionId"] for r in zeus] == [S2, S2]
+        r = await api.get("/api/stats", params={"tags": "project:zeus"})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "tags"

@@ -165,3 +165,8 @@ def test_is_tag_header() -> None:
 def test_session_from_user_id_direct() -> None:
     assert session_from_user_id(LEGACY_USER_ID) == SID2
     assert session_from_user_id("x" * 5000) is None
+
+
+def test_tag_filter_first_separator_splits() -> None:
+    assert parse_tag_filter("a=b:c") == ("a", "b:c")
+    assert parse_tag_filter("a:b=c") == ("a", "b=c")
