@@ -178,6 +178,18 @@ AGENT_SAFE_CASES = [
 ]
 
 
+async def test_trailing_system_message_is_not_the_turn(mock: MockUpstream, http: aiohttp.ClientSession) -> None:
+    """Claude Code 2.1.197 ends ``messages`` with a ``system`` message listing its agent types."""
+    agent_types = "Available agent types for the Agent tool: use the Agent tool for broad searches"
+    for ask, expected in (("Please use the Agent tool to explore", "tool_use"), ("hi", "end_turn")):
+        body = {**BODY, "tools": [BASH_TOOL, AGENT_TOOL],
+                "messages": [{"role": "user", "content": [{"type": "text", "text": REMINDER},
+                                                          {"type": "text", "text": ask}]},
+                             {"role": "system", "content": agent_types}]}
+        async with http.post(f"{mock.url}/v1/messages", json=body, headers=KEY) as r:
+            assert (await r.json())["stop_reason"] == expected, ask
+
+
 @pytest.mark.parametrize("streaming", [False, True])
 @pytest.mark.parametrize(("content", "expected"), AGENT_SAFE_CASES)
 async def test_agent_gets_plain_text_unless_it_asks_for_a_tool(mock: MockUpstream, content: Any,

@@ -48,6 +48,17 @@ def _ask_pattern(name: str) -> re.Pattern[str]:
     return re.compile(r"\b(?:use|call|run|invoke)\s+(?:the\s+)?" + re.escape(name) + r"(?![\w-])", re.IGNORECASE)
 
 
+def _last_turn(messages: Any) -> Any:
+    """The last user or assistant message: Claude Code 2.1 ends ``messages`` with a ``system`` one
+    (the agent types it offers), which is context, not the conversation's turn."""
+    if not isinstance(messages, list):
+        return None
+    for m in reversed(messages):
+        if isinstance(m, dict) and m.get("role") in ("user", "assistant"):
+            return m
+    return None
+
+
 def _prompt_text(message: Any) -> str | None:
     """The user's own words in the last message; ``None`` when it answers a tool (a ``tool_result``).
 
@@ -102,8 +113,7 @@ def pick_tool(payload: dict[str, Any], request: web.Request) -> dict[str, Any] |
         return named[0]
     if ctype == "any" or request.headers.get("x-mock-tool-use") == "1":
         return named[0]
-    messages = payload.get("messages") or []
-    text = _prompt_text(messages[-1]) if messages else ""
+    text = _prompt_text(_last_turn(payload.get("messages")))
     if not text:
         return None
     for t in named:
