@@ -41,6 +41,7 @@ from tui.screens.alerts import AlertsScreen
 from tui.screens.filter import FilterScreen
 from tui.screens.help import HelpScreen
 from tui.screens.request import RequestScreen
+from tui.screens.sessions import SessionsScreen
 from tui.system import release_freed_memory, watch_terminal
 from tui.widgets.vlist import VirtualTable
 
@@ -63,6 +64,7 @@ class NexusApp(App[int]):
         Binding("p", "toggle_pause", "Pause"),
         Binding("e", "export", "Export"),
         Binding("a", "alerts", "Alerts"),
+        Binding("s", "sessions", "Sessions", show=False),
         Binding("r", "refresh", "Refresh", show=False),
         Binding("tab", "focus_next", "Next panel", show=False),
         Binding("shift+tab", "focus_previous", "Prev panel", show=False),
@@ -369,6 +371,11 @@ class NexusApp(App[int]):
     def action_alerts(self) -> None:
         self.push_screen(AlertsScreen(list(self.alerts.values())))
 
+    def action_sessions(self) -> None:
+        assert self.client is not None
+        if not isinstance(self.screen, SessionsScreen):
+            self.push_screen(SessionsScreen(self.client, max(self.poll_interval, 0.2), self.now))
+
     def action_export(self) -> None:
         self.run_worker(self._export(), group="export", exit_on_error=False)
 
@@ -418,6 +425,7 @@ class NexusApp(App[int]):
         yield SystemCommand("Export", "SVG + JSON snapshot into the current directory (e)",
                             self.action_export)
         yield SystemCommand("Alerts", "Firing and recent alerts (a)", self.action_alerts)
+        yield SystemCommand("Sessions", "Live sessions, their agents and cost (s)", self.action_sessions)
         yield SystemCommand("Refresh", "Poll now and reconnect the stream (r)", self.action_refresh)
         yield SystemCommand("Help", "Every key (?)", self.action_help)
         yield SystemCommand("Open selected request", "Drill into the request under the cursor (Enter)",

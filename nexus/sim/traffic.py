@@ -15,12 +15,8 @@ Shape of the traffic:
   on a subscription sends it.
 * Each account has a long system prompt marked ``cache_control``: the upstream reports a cache
   write the first time and cache reads afterwards, as the real API does.
-* Claude Code sessions: every person but the CI bot works in a session that lasts a few dozen
-  requests (``x-claude-code-session-id``, ``x-app: cli``); bursts are a session's sub-agents
-  (``x-claude-code-agent-id``, two levels deep with ``x-claude-code-parent-agent-id``). Sessions
-  carry ``x-nexus-tag-project`` (and sometimes ``x-nexus-tag-ticket``). The research account runs an
-  older Claude Code that names the session only in ``metadata.user_id`` (JSON-encoded), bob an even
-  older one (the legacy ``user_…_account_…_session_…`` string).
+* Claude Code sessions with sub-agents and tags, in all three session formats
+  (``nexus/sim/traffic_sessions.py``).
 * Every billing dimension shows up: some fast-mode calls (``speed: fast``) on the models that
   offer it, US-only inference (``inference_geo: us``; the research team always asks for it),
   server-side web searches and fetches, extended thinking.
@@ -45,6 +41,7 @@ import aiohttp
 import orjson
 
 from nexus.sim.traffic_content import _BETAS, _FILLER, _TASKS, _TOOLS, add_billing
+from nexus.sim.traffic_sessions import SessionPlanner
 
 __all__ = ["TrafficProfile", "run_traffic", "DOMAINS", "MODELS", "UNKNOWN_MODEL"]
 
@@ -125,25 +122,6 @@ _ACCOUNTS: tuple[_Account, ...] = tuple(
     for domain, names in DOMAINS.items() for name in names
 )
 
-# Projects per domain: what teams put in x-nexus-tag-project.
-_PROJECTS: dict[str, tuple[str, ...]] = {
-    "team-alpha.example.com": ("apollo", "zeus"),
-    "team-beta.example.com": ("hermes",),
-    "research.example.org": ("atlas",),
-}
-CLAUDE_CODE_UA = "claude-cli/2.1.197 (external, sdk-cli)"
-
-
-@dataclass
-class _Session:
-    """One Claude Code session of one person: its id, how long it still runs, its agents and tags."""
-
-    id: str
-    left: int
-    tags: dict[str, str]
-    agents: list[tuple[str, str | None]]  # (agent id, parent agent id)
-
-
 def _system_prompt(account: _Account) -> str:
     """A long, per-account, stable system prompt: the cacheable prefix of every request."""
     size = 3000 + (sum(map(ord, account.name)) * 97) % 20000
@@ -177,8 +155,7 @@ class _Generator:
         self.thinking = 0
         self.cancelled = 0
         self._callback_failed = False
-        self.sessions = 0
-        self._sessions: dict[str, _Session] = {}
+        self.planner = SessionPlanner(self.rng)
         self._systems = {a: _system_prompt(a) for a in _ACCOUNTS}
         self._model_weights = [m.weight for m in MODELS]
 
@@ -187,58 +164,6 @@ class _Generator:
     def _pick_account(self) -> _Account:
         domain = self.rng.choices(list(_DOMAIN_WEIGHTS), weights=list(_DOMAIN_WEIGHTS.values()))[0]
         return self.rng.choice([a for a in _ACCOUNTS if a.domain == domain])
-
-    def _uuid(self) -> str:
-        h = f"{self.rng.getrandbits(128):032x}"
-        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
-
-    def _session_for(self, account: _Account) -> _Session:
-        cur = self._sessions.get(account.name)
-        if cur is None or cur.left <= 0:
-            rng = self.rng
-            tags = {"project": rng.choice(_PROJECTS.get(account.domain, ("misc",)))}
-            if rng.random() < 0.4:
-                tags["ticket"] = f"{tags['project'][:3].upper()}-{rng.randint(100, 999)}"
-            cur = self._sessions[account.name] = _Session(self._uuid(), rng.randint(15, 60), tags, [])
-            self.sessions += 1
-        cur.left -= 1
-        return cur
-
-    def _attribute(self, account: _Account, headers: dict[str, str], body: dict[str, Any], in_burst: bool) -> None:
-        """Session, agent and tag headers (or ``metadata.user_id``) as that account's Claude Code sends them."""
-        if account.domain == "ci.example.com":
-            return  # a script on the SDK: no session
-        rng = self.rng
-        sess = self._session_for(account)
-        headers["user-agent"] = CLAUDE_CODE_UA
-        headers["x-app"] = "cli"
-        for name, value in sess.tags.items():
-            headers[f"x-nexus-tag-{name}"] = value
-        if account.domain == "research.example.org":
-            body["metadata"] = {"user_id": orjson.dumps({"device_id": f"{sum(map(ord, account.name)):08x}" * 8,
-                                                         "account_uuid": "", "session_id": sess.id}).decode()}
-            headers["user-agent"] = "claude-cli/1.0.88 (external, cli)"
-            return
-        if account.name == "bob":
-            body["metadata"] = {"user_id": f"user_{'b0b' * 21}b_account__session_{sess.id}"}
-            headers["user-agent"] = "claude-cli/1.0.20 (external, cli)"
-            return
-        headers["x-claude-code-session-id"] = sess.id
-        agent: tuple[str, str | None] | None = None
-        if in_burst:
-            # A burst is the session's sub-agents at work: a new one, or a child of one (depth 2).
-            if not sess.agents or rng.random() < 0.3:
-                parent = rng.choice(sess.agents)[0] if sess.agents and rng.random() < 0.5 else None
-                agent = (f"agent-{rng.getrandbits(32):08x}", parent)
-                sess.agents.append(agent)
-            else:
-                agent = rng.choice(sess.agents[-4:])
-        elif sess.agents and rng.random() < 0.15:
-            agent = rng.choice(sess.agents)
-        if agent is not None:
-            headers["x-claude-code-agent-id"] = agent[0]
-            if agent[1] is not None:
-                headers["x-claude-code-parent-agent-id"] = agent[1]
 
     def plan(self, account: _Account | None = None, in_burst: bool = False) -> dict[str, Any]:
         """Decide everything about one request up front (so a seed fixes the whole run)."""
@@ -303,7 +228,7 @@ class _Generator:
         headers["x-mock-latency-ms"] = f"{think:.1f}"
         if stream:
             headers["x-mock-event-delay-ms"] = f"{model.event_ms * rng.lognormvariate(0, 0.3) * scale:.1f}"
-        self._attribute(account, headers, body, in_burst)
+        self.planner.attribute(account.name, account.domain, headers, body, in_burst)
         path = "/v1/messages/count_tokens" if kind == "count_tokens" else "/v1/messages"
         if account.domain != "ci.example.com" and kind == "message":
             path += "?beta=true"  # Claude Code's habit; the proxy must pass query strings on
@@ -518,5 +443,5 @@ async def run_traffic(
         "by_error_type": dict(gen.by_error_type), "streams": gen.streams,
         "count_tokens": gen.count_tokens, "tool_use": gen.tool_use, "cache_reads": gen.cache_reads,
         "fast": gen.fast, "us_only": gen.us_only, "web_search": gen.web_search, "thinking": gen.thinking,
-        "cancelled": gen.cancelled, "sessions": gen.sessions, "duration_s": round(time.monotonic() - started, 3),
+        "cancelled": gen.cancelled, "sessions": gen.planner.started, "duration_s": round(time.monotonic() - started, 3),
     }

@@ -130,7 +130,7 @@ def test_claude_code_like_sessions_with_sub_agents_and_tags() -> None:
     for _ in range(3):
         plans += [gen.plan(alice, in_burst=True) for _ in range(10)]
     heads = [p["headers"] for p in plans]
-    assert gen.sessions >= 5
+    assert gen.planner.started >= 5
     assert len({h["x-claude-code-session-id"] for h in heads if "x-claude-code-session-id" in h}) >= 3
     agents = {h["x-claude-code-agent-id"] for h in heads if "x-claude-code-agent-id" in h}
     parents = {h["x-claude-code-parent-agent-id"] for h in heads if "x-claude-code-parent-agent-id" in h}

@@ -20,6 +20,7 @@ KEYS: list[tuple[str, str]] = [
     ("p", "pause / resume (the stream keeps buffering, the view freezes)"),
     ("e", "export: SVG of the screen + JSON snapshot into the current directory"),
     ("a", "alerts: firing and recent"),
+    ("s", "sessions: live Claude Code sessions, Enter for agents and requests; / session: tag:k=v client:"),
     ("r", "refresh now (and reconnect at once)"),
     ("Ctrl+P", "command palette: every action by name"),
     ("?", "this help"),
