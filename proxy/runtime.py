@@ -48,6 +48,8 @@ class Runtime:
     started_at: datetime = field(default_factory=utc_now)
     started_monotonic: float = field(default_factory=time.monotonic)
     db_connected: bool = False
+    # Request-body bytes held right now by all exchanges (capped by MAX_INFLIGHT_BODY_BYTES).
+    inflight_body_bytes: int = 0
     # "Now" for the dashboard API and the alert evaluator; tests and the demo drive it.
     clock: Callable[[], datetime] = utc_now
     # An account's token-window limit for "% of limit" (the alert manager sets its own, learned ones).

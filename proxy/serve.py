@@ -2,6 +2,18 @@
 
 Sockets are bound by us first (``fd://``), so port 0 gives a free port with no race and the
 caller learns the real port at once — tests, ``nexus demo`` and the daemon all use this.
+
+Two corrections to Hypercorn (docs/security.md), applied once at import and switched per server
+through attributes of its ``Config``:
+
+- **peer close frees the socket at once.** Hypercorn's connection task waits for its keep-alive
+  timer before it closes a connection the client already closed, so every connect/close cycle
+  held a descriptor in CLOSE-WAIT for ``keep_alive_timeout``. ``_read_data`` now stops that timer
+  when the read side ends.
+- **h2c is off unless asked for** (``ENABLE_H2C=1``): Hypercorn answers ``Upgrade: h2c`` with 101
+  and switches on ``PRI * HTTP/2.0`` with no option to refuse; with ``nexus_h2c = False`` the
+  upgrade header is ignored (the request is answered in HTTP/1.1) and the HTTP/2 preface gets an
+  HTTP/1.1 error, never an HTTP/2 SETTINGS frame.
 """
 
 from __future__ import annotations
@@ -14,10 +26,43 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+import h11
 from hypercorn.asyncio import serve
+from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.config import Config
+from hypercorn.protocol.h11 import H11Protocol
 
 log = logging.getLogger("nexus.serve")
+
+DEFAULT_KEEP_ALIVE_TIMEOUT_S = 30.0
+
+
+def _patch_hypercorn() -> None:
+    if getattr(TCPServer, "_nexus_patched", False):
+        return
+    read_data = TCPServer._read_data
+    check_protocol = H11Protocol._check_protocol
+
+    async def _read_data(self: TCPServer) -> None:
+        try:
+            await read_data(self)
+        finally:
+            # The peer is gone (EOF, reset, timeout): nothing is idle any more, so the keep-alive
+            # timer must not keep the connection (and its descriptor) for keep_alive_timeout.
+            await self.idle_task.stop()
+
+    async def _check_protocol(self: H11Protocol, event: h11.Request) -> None:
+        if getattr(self.config, "nexus_h2c", True):
+            await check_protocol(self, event)
+        # else: `Upgrade: h2c` is ignored (answered in HTTP/1.1) and the HTTP/2 preface is just
+        # an HTTP/1.1 request `PRI *` that the app refuses (404), then garbage (400, closed)
+
+    TCPServer._read_data = _read_data  # type: ignore[method-assign]
+    H11Protocol._check_protocol = _check_protocol  # type: ignore[method-assign]
+    TCPServer._nexus_patched = True  # type: ignore[attr-defined]
+
+
+_patch_hypercorn()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -59,14 +104,16 @@ class RunningServer:
                 await self.task
 
 
-def hypercorn_config(fd: int, graceful_timeout: float = 30.0) -> Config:
+def hypercorn_config(fd: int, graceful_timeout: float = 30.0, keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+                     h2c: bool = False) -> Config:
     """Config serving the listening socket ``fd``; Hypercorn takes ownership of it (and closes it)."""
     config = Config()
     config.bind = [f"fd://{fd}"]
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = graceful_timeout
-    config.keep_alive_timeout = 75
+    config.keep_alive_timeout = keep_alive_timeout  # KEEP_ALIVE_TIMEOUT_S
+    config.nexus_h2c = h2c  # type: ignore[attr-defined]  # ENABLE_H2C (see _patch_hypercorn)
     # Quart buffers nothing we stream; these are Hypercorn's own caps and must not cut
     # Anthropic-sized requests or long streams.
     config.h11_max_incomplete_size = 64 * 1024
@@ -79,8 +126,8 @@ def hypercorn_config(fd: int, graceful_timeout: float = 30.0) -> Config:
     return config
 
 
-async def start_server(app: Any, host: str = "127.0.0.1", port: int = 0,
-                       graceful_timeout: float = 30.0) -> RunningServer:
+async def start_server(app: Any, host: str = "127.0.0.1", port: int = 0, graceful_timeout: float = 30.0,
+                       keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT_S, h2c: bool = False) -> RunningServer:
     """Bind ``host:port`` and serve ``app`` in a background task; return once listening."""
     sock = bind_socket(host, port)
     real_port = sock.getsockname()[1]
@@ -88,7 +135,7 @@ async def start_server(app: Any, host: str = "127.0.0.1", port: int = 0,
     # Hypercorn wraps the fd in its own socket object and closes it at shutdown, so ours must
     # let go of it; closing both would close a number the OS may have handed out again.
     fd = sock.detach()
-    config = hypercorn_config(fd, graceful_timeout)
+    config = hypercorn_config(fd, graceful_timeout, keep_alive_timeout, h2c)
     task = asyncio.create_task(serve(app, config, shutdown_trigger=shutdown.wait), name=f"hypercorn:{real_port}")
     # Wait until the app's startup (lifespan) has run and the socket accepts.
     for _ in range(500):

@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,11 +23,16 @@ from typing import Any
 import asyncpg
 
 from nexus.core.dashboard_key import META_KEY, generate_key, read_key_file, write_key_file
+from nexus.core.durations import parse_duration
 from nexus.core.errors import CommandError
 from nexus.core.runfiles import remove_status_file, write_status_file
 from nexus.core.settings import Settings
 from nexus.pricing import DatasetError, PriceTable
 from nexus.pricing.update import FetchError, update_dataset
+from nexus.store.backup import BackupError, backup_name, find_tool
+from nexus.store.backup import due_in as backup_due_in
+from nexus.store.backup import dump as dump_database
+from nexus.store.backup import rotate as rotate_backups
 from nexus.store.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from nexus.store.errors import DB_AWAY
 from nexus.store.meta import set_meta_if_absent
@@ -71,6 +77,7 @@ class ProxyService:
     _supervisor_stop: asyncio.Event = field(default_factory=asyncio.Event)
     dsn: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    last_backup: dict[str, Any] | None = None
     _maintained: bool = False
 
     async def _database(self) -> str:
@@ -142,15 +149,19 @@ class ProxyService:
         self.tasks.append(asyncio.create_task(self._maintenance(), name="nexus-maintenance"))
         if s.pricing.auto_update:
             self.tasks.append(asyncio.create_task(self._refresh_prices(), name="nexus-price-refresh"))
+        if s.backup.dir is not None:
+            self.tasks.append(asyncio.create_task(self._auto_backups(), name="nexus-backups"))
 
         if not is_loopback(s.proxy.host):
             log.warning("listening on %s without TLS: put a TLS-terminating proxy in front "
                         "(see deploy/nginx) or bind 127.0.0.1", s.proxy.host)
         proxy_srv = await start_server(create_proxy_app(runtime), s.proxy.host, s.proxy.port,
-                                       graceful_timeout=s.proxy.shutdown_grace_s)
+                                       graceful_timeout=s.proxy.shutdown_grace_s,
+                                       keep_alive_timeout=s.proxy.keep_alive_timeout_s, h2c=s.proxy.enable_h2c)
         self.servers.append(proxy_srv)
         dash_srv = await start_server(create_dashboard_app(runtime), s.proxy.host, s.dashboard.port,
-                                      graceful_timeout=2.0)
+                                      graceful_timeout=2.0, keep_alive_timeout=s.proxy.keep_alive_timeout_s,
+                                      h2c=s.proxy.enable_h2c)
         self.servers.append(dash_srv)
         dash_url = dash_srv.url
         self.info = {
@@ -196,6 +207,48 @@ class ProxyService:
                             log.info("retention: dropped %s", ", ".join(dropped))
             except Exception as exc:  # noqa: BLE001
                 log.warning("maintenance failed: %s", exc)
+
+    async def _auto_backups(self) -> None:
+        """BACKUP_DIR: a pg_dump every BACKUP_EVERY, the newest BACKUP_KEEP kept (docs/operations.md).
+
+        Due at once when the directory holds no backup or its newest is older than the interval, so
+        a restarted proxy neither skips nor doubles one. ``pg_dump`` is its own process (another
+        core); this task only waits for it in a thread, so the request path never notices.
+        """
+        s = self.settings
+        assert s.backup.dir is not None
+        every = parse_duration(s.backup.every).total_seconds()
+        while True:
+            wait = await asyncio.to_thread(backup_due_in, s.backup.dir, every, time.time())
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            try:
+                self.last_backup = await self.backup_now()
+            except (BackupError, OSError, *DB_AWAY) as exc:
+                self.last_backup = {"ok": False, "error": str(exc)[:300], "at": datetime.now(UTC).isoformat()}
+                log.warning("automatic backup failed (%s); next attempt in %.0fs", exc, min(every, 300.0))
+                await asyncio.sleep(min(every, 300.0))
+
+    async def backup_now(self) -> dict[str, Any]:
+        """One backup into BACKUP_DIR, then rotation; what happened, as the status shows it."""
+        s = self.settings
+        assert s.backup.dir is not None
+        dsn = self.runtime.dsn if self.runtime is not None and self.runtime.dsn else self.dsn
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            major = conn.get_server_version().major
+        finally:
+            await conn.close()
+        tool = await asyncio.to_thread(find_tool, "pg_dump", major, bool(s.database.url))
+        out = s.backup.dir / backup_name(datetime.now(UTC))
+        t0 = time.monotonic()
+        size = await asyncio.to_thread(dump_database, dsn, out, tool)
+        removed = await asyncio.to_thread(rotate_backups, s.backup.dir, s.backup.keep)
+        log.info("backup written: %s (%d bytes, %.1fs); %d old backups removed", out, size,
+                 time.monotonic() - t0, len(removed))
+        return {"ok": True, "path": str(out), "bytes": size, "at": datetime.now(UTC).isoformat(),
+                "removed": [p.name for p in removed]}
 
     async def _refresh_prices(self) -> None:
         """PRICES_AUTO_UPDATE: fetch the genai-prices dataset now and then every interval; swap tables.

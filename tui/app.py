@@ -217,8 +217,10 @@ class NexusApp(App[int]):
         self.data.update(outcome.data)
         if "info" in outcome.data:
             self._info_at = now
-        for a in outcome.data.get("alerts", []):
-            self.alerts[a.id] = a
+        if "alerts" in outcome.data:
+            # The server's list is the truth (an alert first seen by a local id while the database was
+            # away comes back with its stored id); SSE events fill in between polls.
+            self.alerts = {a.id: a for a in outcome.data["alerts"]}
         while len(self.alerts) > 200:  # bounded, like everything long-lived here
             self.alerts.pop(next(iter(self.alerts)))
         auth, down = outcome.auth, outcome.down

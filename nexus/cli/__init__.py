@@ -134,6 +134,37 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
     q.add_argument("--batch-size", type=int, default=2000, help=argparse.SUPPRESS)
     q.set_defaults(target="nexus.cli.db:cli_reprice")
+    q = dbsub.add_parser("backup", help="a consistent pg_dump (custom format) of the database in use")
+    q.add_argument("--out", default=None, metavar="FILE",
+                   help="archive path (default BACKUP_DIR or <data dir>/backups, nexus-<time>.dump)")
+    q.set_defaults(target="nexus.cli.db:cli_backup")
+    q = dbsub.add_parser("restore", help="restore a `nexus db backup` archive into the database in use")
+    q.add_argument("file", metavar="FILE", help="an archive made by nexus db backup")
+    q.add_argument("--force", action="store_true", help="replace a database that is not empty")
+    q.set_defaults(target="nexus.cli.db:cli_restore")
+    p.set_defaults(target=None, _help=p)
+
+    p = sub.add_parser("report", help="the week or month against the one before: traffic, errors, latency, "
+                       "cost, limits, capacity")
+    p.add_argument("--period", choices=("week", "month"), default="week", help="7 or 30 days (default week)")
+    p.add_argument("--format", choices=("md", "json", "html"), default="md",
+                   help="md (for a review), json (scripts), html (charts as inline SVG)")
+    p.add_argument("--out", default=None, metavar="FILE", help="write here instead of stdout")
+    p.add_argument("--until", default=None, metavar="TIME",
+                   help="end of the period (YYYY-MM-DD or ISO time, UTC; default now)")
+    p.set_defaults(target="nexus.cli.report:cli_main")
+
+    p = sub.add_parser("alerts", help="test the alert channels, list alerts")
+    asub = p.add_subparsers(dest="alerts_command", metavar="ACTION", parser_class=_Parser)
+    q = asub.add_parser("test", help="send a marked test notification through each configured channel")
+    q.add_argument("--channel", choices=("slack", "webhook", "email", "pagerduty", "all"), default="all",
+                   help="one channel, or all configured ones (default)")
+    q.set_defaults(target="nexus.cli.alerts:cli_test")
+    q = asub.add_parser("list", help="active and recent alerts (the data of GET /api/alerts)")
+    q.add_argument("--active", action="store_true", help="only alerts firing now")
+    q.add_argument("--limit", type=int, default=20, help="recent alerts shown (default 20)")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(target="nexus.cli.alerts:cli_list")
     p.set_defaults(target=None, _help=p)
 
     p = sub.add_parser("prices", help="the price table: rates in force, refresh the dataset")

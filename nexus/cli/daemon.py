@@ -35,6 +35,7 @@ from nexus.core.runfiles import (
     PID_FILE,
     STATUS_FILE,
     atomic_write,
+    file_mtime,
     find_running,
     live_nexus_pid,
     log_path,
@@ -61,14 +62,14 @@ def _claim_pid_file(settings: Settings) -> None:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             pid = read_pid_file(settings)
-            live = live_nexus_pid(pid)
+            live = live_nexus_pid(pid, file_mtime(path))
             if live is not None:
                 raise CommandError(f"already running (pid {live})") from None
             if pid is None:
                 # Maybe being written right now by a concurrent launcher: give it a moment.
                 time.sleep(0.2)
                 pid = read_pid_file(settings)
-                if live_nexus_pid(pid) is not None:
+                if live_nexus_pid(pid, file_mtime(path)) is not None:
                     raise CommandError(f"already running (pid {pid})") from None
             with contextlib.suppress(OSError):
                 path.unlink()  # stale

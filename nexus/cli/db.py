@@ -187,3 +187,126 @@ def cli_reprice(args: Any, settings: Settings) -> int:
         return 0
 
     return _run(settings, body)
+
+
+# --- backup / restore ---------------------------------------------------------------------------
+
+
+def _where(settings: Settings, dsn: str) -> str:
+    """The database in words, without the password."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(dsn)
+    kind = "external" if settings.database.url else "embedded"
+    return f"{kind} database {parts.path.lstrip('/') or '?'} on {parts.hostname}:{parts.port or 5432}"
+
+
+class _Lines:
+    """Progress from pg_dump/pg_restore --verbose: table lines only, on stderr."""
+
+    KEEP = ("dumping contents of table", "processing data for table")
+
+    def __init__(self) -> None:
+        self.tables = 0
+
+    def __call__(self, line: str) -> None:
+        if line.startswith(self.KEEP):
+            self.tables += 1
+            sys.stderr.write(f"  {line}\n")
+            sys.stderr.flush()
+
+
+async def _server_major(dsn: str) -> int:
+    conn = await _connect(dsn)
+    try:
+        return conn.get_server_version().major
+    finally:
+        await conn.close()
+
+
+def cli_backup(args: Any, settings: Settings) -> int:
+    """``nexus db backup [--out FILE]``: a consistent pg_dump custom-format archive of the database in use."""
+    import time
+    from pathlib import Path
+
+    from nexus.store.backup import BackupError, backup_name, dump, find_tool, human_size
+
+    out = Path(args.out) if args.out else (settings.backup.dir or settings.data_dir / "backups") / backup_name(
+        datetime.now(UTC))
+
+    async def body(dsn: str) -> int:
+        major = await _server_major(dsn)
+        try:
+            tool = find_tool("pg_dump", major, external=bool(settings.database.url))
+        except BackupError as exc:
+            raise CommandError(str(exc)) from None
+        print(f"backing up the {_where(settings, dsn)} (PostgreSQL {major}) with {tool.path} ({tool.origin}, {tool.major})",
+              flush=True)
+        t0 = time.monotonic()
+        lines = _Lines()
+        try:
+            size = await asyncio.to_thread(dump, dsn, out, tool, lines)
+        except (BackupError, OSError) as exc:
+            raise CommandError(str(exc)) from None
+        print(f"wrote {out} ({human_size(size)}, {lines.tables} tables) in {time.monotonic() - t0:.1f}s")
+        return 0
+
+    return _run(settings, body)
+
+
+def cli_restore(args: Any, settings: Settings) -> int:
+    """``nexus db restore FILE [--force]``: into an empty (or new) database; a non-empty one needs --force."""
+    import time
+    from pathlib import Path
+
+    from nexus.core.runfiles import find_running
+    from nexus.store.backup import BackupError, find_tool, nonempty_tables, restore
+
+    archive = Path(args.file)
+    try:
+        with archive.open("rb") as f:
+            magic = f.read(5)
+    except OSError as exc:
+        raise CommandError(f"cannot read {archive}: {exc.strerror or exc}") from None
+    if magic != b"PGDMP":
+        raise CommandError(f"{archive} is not a pg_dump custom-format archive (made by `nexus db backup`)")
+    if not settings.database.url and not args.force:
+        running = find_running(settings)
+        if running is not None:
+            raise CommandError(f"a proxy is running on this data dir (pid {running[0]}): stop it first "
+                               "(`nexus stop`), or pass --force")
+
+    async def body(dsn: str) -> int:
+        conn = await _connect(dsn)
+        try:
+            major = conn.get_server_version().major
+            full = await nonempty_tables(conn)
+        finally:
+            await conn.close()
+        if full and not args.force:
+            shown = ", ".join(full[:4]) + (f" and {len(full) - 4} more" if len(full) > 4 else "")
+            raise CommandError(f"the {_where(settings, dsn)} is not empty ({shown} hold rows); restoring would "
+                               "replace it: use --force, or restore into a new NEXUS_DATA_DIR")
+        try:
+            tool = find_tool("pg_restore", major, external=bool(settings.database.url))
+            psql = find_tool("psql", None, external=bool(settings.database.url))
+        except BackupError as exc:
+            raise CommandError(str(exc)) from None
+        print(f"restoring {archive} into the {_where(settings, dsn)} with {tool.path} ({tool.origin}, {tool.major})",
+              flush=True)
+        t0 = time.monotonic()
+        lines = _Lines()
+        try:
+            await asyncio.to_thread(restore, dsn, archive, tool, psql, lines)
+        except BackupError as exc:
+            raise CommandError(f"{exc} (nothing was changed: the restore runs in one transaction)") from None
+        conn = await _connect(dsn)
+        try:
+            n = await conn.fetchval("SELECT count(*) FROM api_requests") if await conn.fetchval(
+                "SELECT to_regclass('public.api_requests') IS NOT NULL") else 0
+        finally:
+            await conn.close()
+        print(f"restored {lines.tables} tables ({n} request records) in {time.monotonic() - t0:.1f}s")
+        return 0
+
+    return _run(settings, body)

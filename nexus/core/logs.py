@@ -93,11 +93,30 @@ class JsonFormatter(logging.Formatter):
         return redact(orjson.dumps(out, default=str).decode())
 
 
+# C0 controls, DEL, C1 controls and the Unicode line/paragraph separators: a client-supplied value
+# (a `model`, a Host, a path) holding them could split a text log line or drive the terminal of
+# whoever tails the log. They are written as \xNN / \uNNNN escapes.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape_control(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c <= 0xFF else f"\\u{c:04x}"
+
+
+def escape_control(text: str) -> str:
+    """``text`` with every control character escaped (one log line stays one line)."""
+    return _CONTROL.sub(_escape_control, text) if _CONTROL.search(text) else text
+
+
 class TextFormatter(logging.Formatter):
-    """``<iso-time> <LEVEL> <logger> <message>``: whitespace-split fields stay in fixed places."""
+    """``<iso-time> <LEVEL> <logger> <message>``: whitespace-split fields stay in fixed places.
+
+    The message has its control characters escaped; only a traceback spans several lines.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_iso(record.created)} {record.levelname} {record.name} {record.getMessage()}"
+        line = f"{_iso(record.created)} {record.levelname} {record.name} {escape_control(record.getMessage())}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return redact(line)

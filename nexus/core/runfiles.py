@@ -68,21 +68,52 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def looks_like_nexus(pid: int) -> bool:
-    """Guard against pid reuse: a stale pid file may name some unrelated process by now."""
+def is_nexus_cmdline(argv: list[str]) -> bool:
+    """Whether ``argv`` is a nexus server: ``python -m nexus[.cli] …``, the ``nexus`` script, or
+    ``proxy.service``. An empty argv is not: the kernel shows one for a process between ``exec``
+    and its new image (a freshly started ``sleep`` looked like ours), and for zombies."""
+    for i, arg in enumerate(argv):
+        if os.path.basename(arg) == "nexus" or "proxy.service" in arg:
+            return True
+        if i > 0 and argv[i - 1] == "-m" and (arg == "nexus" or arg.startswith("nexus.")):
+            return True
+        if arg.startswith("-mnexus"):
+            return True
+    return False
+
+
+def looks_like_nexus(pid: int, written_at: float | None = None) -> bool:
+    """Guard against pid reuse: a stale pid file may name some unrelated process by now.
+
+    Ours only if its command line says so (read, not guessed: unreadable or empty is not ours)
+    and, when ``written_at`` (the pid file's mtime) is given, it existed before the file was
+    written — the launcher writes the file after starting the daemon, so a process created later
+    reuses the pid.
+    """
     try:
         import psutil
 
-        cmdline = " ".join(psutil.Process(pid).cmdline())
+        proc = psutil.Process(pid)
+        argv = proc.cmdline()
+        created = proc.create_time()
     except Exception:
-        return True  # cannot tell: err on the side of "it is ours"
-    return "nexus" in cmdline or "proxy.service" in cmdline or not cmdline
+        return False  # gone, a zombie, or not ours to read
+    if written_at is not None and created > written_at + 2.0:
+        return False
+    return is_nexus_cmdline(argv)
 
 
-def live_nexus_pid(pid: int | None) -> int | None:
-    if pid is not None and pid != os.getpid() and pid_alive(pid) and looks_like_nexus(pid):
+def live_nexus_pid(pid: int | None, written_at: float | None = None) -> int | None:
+    if pid is not None and pid != os.getpid() and pid_alive(pid) and looks_like_nexus(pid, written_at):
         return pid
     return None
+
+
+def file_mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
 
 
 def read_pid_file(settings: Settings) -> int | None:
@@ -167,8 +198,8 @@ def find_running(settings: Settings) -> tuple[int, dict[str, Any] | None] | None
     status = read_status_file(settings)
     pid_from_file = read_pid_file(settings)
     status_pid = int(status["pid"]) if status and str(status.get("pid", "")).isdigit() else None
-    for pid in (pid_from_file, status_pid):
-        live = live_nexus_pid(pid)
+    for pid, path in ((pid_from_file, pid_path(settings)), (status_pid, status_path(settings))):
+        live = live_nexus_pid(pid, file_mtime(path))
         if live is not None:
             return live, (status if status_pid == live else None)
     # Nothing alive: whatever files remain are stale.

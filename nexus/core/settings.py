@@ -27,6 +27,7 @@ from typing import Any
 
 import platformdirs
 
+from nexus.core.durations import parse_duration
 from nexus.core.errors import ConfigError
 from nexus.core.sessions import parse_tag_headers
 
@@ -64,6 +65,13 @@ class ProxySettings:
     instance_id: str = setting("INSTANCE_ID", "", "this instance's id on a shared database (default: random)")
     tag_headers: str = setting("TAG_HEADERS", "", "existing headers that become tags, kept: x-team=team,x-user=user")
     session_idle_s: float = setting("SESSION_IDLE_S", 600.0, "a session is active while its last request is this recent")
+    client_body_timeout_s: float = setting("CLIENT_BODY_TIMEOUT_S", 30.0,
+                                           "longest wait between two chunks of a request body (408 after; 0 = none)")
+    max_inflight_body_bytes: int = setting("MAX_INFLIGHT_BODY_BYTES", 256 * 1024 * 1024,
+                                           "request-body bytes held by all requests at once (503 + retry-after above)")
+    keep_alive_timeout_s: float = setting("KEEP_ALIVE_TIMEOUT_S", 30.0, "an idle keep-alive connection is closed after")
+    enable_h2c: bool = setting("ENABLE_H2C", False, "accept cleartext HTTP/2 (h2c upgrade, prior knowledge) on both ports")
+    redact_headers: str = setting("REDACT_HEADERS", "", "more header names to redact, comma-separated (beyond the built-in rules)")
 
 
 @dataclass(frozen=True)
@@ -146,6 +154,14 @@ class AlertSettings:
     p95_window_s: float = setting("ALERT_P95_WINDOW_S", 600.0, "latency rule: held for")
     daily_budget_usd: float = setting("ALERT_DAILY_BUDGET_USD", 0.0, "daily budget, all accounts (0 = none)")
     account_budgets_usd: str | None = setting("ALERT_ACCOUNT_BUDGETS_USD", None, "per account: acct_x=50,acct_y=10")
+    recording_stall_s: float = setting("ALERT_RECORDING_STALL_S", 120.0,
+                                       "recording stalled: records waited this long with no write (0 = off)")
+    journal_growing_s: float = setting("ALERT_JOURNAL_GROWING_S", 300.0,
+                                       "journal growing: records spilled to disk for this long (0 = off)")
+    channel_failures: int = setting("ALERT_CHANNEL_FAILURES", 3,
+                                    "alert channel failing: this many notifications in a row failed (0 = off)")
+    clock_skew_s: float = setting("ALERT_CLOCK_SKEW_S", 5.0,
+                                  "clock skew: an instance's clock this far from the database's (0 = off)")
 
 
 @dataclass(frozen=True)
@@ -169,6 +185,15 @@ class ChannelSettings:
     pagerduty_url: str = setting("PAGERDUTY_URL", "https://events.pagerduty.com/v2/enqueue", "PagerDuty endpoint")
 
 
+@dataclass(frozen=True)
+class BackupSettings:
+    """Automatic rotating backups of the database in use, taken by the running proxy (docs/operations.md)."""
+
+    dir: Path | None = setting("BACKUP_DIR", None, "where automatic backups go (unset = no automatic backups)")
+    every: str = setting("BACKUP_EVERY", "24h", "how often: a duration such as 24h, 6h, 7d")
+    keep: int = setting("BACKUP_KEEP", 7, "backups kept in BACKUP_DIR; older ones are deleted")
+
+
 SECTIONS: dict[str, type] = {
     "proxy": ProxySettings,
     "upstream": UpstreamSettings,
@@ -180,6 +205,7 @@ SECTIONS: dict[str, type] = {
     "limits": LimitSettings,
     "alerts": AlertSettings,
     "channels": ChannelSettings,
+    "backup": BackupSettings,
 }
 
 
@@ -216,6 +242,7 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     channels: ChannelSettings = field(default_factory=ChannelSettings)
+    backup: BackupSettings = field(default_factory=BackupSettings)
     # Env names the environment or the file set explicitly (so callers can tell a choice from a default).
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
 
@@ -386,5 +413,13 @@ def _validate(s: Settings) -> None:
     for env, port in (("PROXY_PORT", s.proxy.port), ("DASHBOARD_PORT", s.dashboard.port)):
         if not 0 <= port <= 65535:
             raise ConfigError(f"{env}: {port} is not a TCP port")
+    try:
+        every = parse_duration(s.backup.every, unit_required=False).total_seconds()
+    except ValueError as exc:
+        raise ConfigError(f"BACKUP_EVERY: {exc}") from None
+    if every < 60:
+        raise ConfigError("BACKUP_EVERY: must be at least 1m")
+    if s.backup.keep < 1:
+        raise ConfigError("BACKUP_KEEP: must be at least 1")
     if not s.upstream.base_url.startswith(("http://", "https://")):
         raise ConfigError("CLAUDE_API_BASE_URL: must start with http:// or https://")

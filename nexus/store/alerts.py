@@ -133,6 +133,22 @@ async def server_connections(conn: asyncpg.Connection) -> tuple[int, int]:
     return int(row["used"]), int(row["cap"])
 
 
+async def report_clock(conn: asyncpg.Connection, instance_id: str, offset_s: float) -> None:
+    await conn.execute(
+        """INSERT INTO alert_instance_clocks (instance_id, offset_s, seen_at) VALUES ($1, $2, clock_timestamp())
+           ON CONFLICT (instance_id) DO UPDATE SET offset_s = EXCLUDED.offset_s, seen_at = EXCLUDED.seen_at""",
+        instance_id, offset_s,
+    )
+
+
+async def live_clocks(conn: asyncpg.Connection, max_age_s: float) -> dict[str, float]:
+    """Clock offsets of the instances heard from in the last ``max_age_s`` (by the server's clock)."""
+    rows = await conn.fetch(
+        "SELECT instance_id, offset_s FROM alert_instance_clocks "
+        "WHERE seen_at >= clock_timestamp() - make_interval(secs => $1) ORDER BY instance_id", float(max_age_s))
+    return {r["instance_id"]: float(r["offset_s"]) for r in rows}
+
+
 # --- state -------------------------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ from proxy.alerts.rules import (
     KIND_FIRING,
     KIND_REPEAT,
     KIND_RESOLVED,
+    RULE_CLOCK_SKEW,
     RULE_DAILY_COST,
     RULE_DB_POOL,
     RULE_ERROR_RATE,
@@ -41,6 +42,7 @@ from proxy.alerts.rules import (
     Observation,
     Transition,
     learned_limits,
+    observe_clock_skew,
     observe_daily_cost,
     observe_error_rate,
     observe_p95_latency,
@@ -48,8 +50,10 @@ from proxy.alerts.rules import (
     observe_token_windows,
     step,
     token_limit_for,
+    utc_clock,
     window_usage,
 )
+from proxy.alerts.watchdog import Watchdog
 from proxy.runtime import Runtime
 
 log = logging.getLogger("nexus.alerts")
@@ -87,6 +91,11 @@ class AlertManager:
         self._learned_at: datetime | None = None
         self._error_logged = False
         self.listening = asyncio.Event()  # set while the NOTIFY listener is connected
+        self.clock_offset_s: float | None = None  # this instance's clock minus the database's, last measured
+        # The system clock that stamps records (created_at), for the clock-skew rule. Not ``clock``:
+        # that one is the evaluator's notion of "now", which tests and the demo move at will.
+        self.wall_clock: Clock = utc_clock
+        self.watchdog = Watchdog(self)
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -117,6 +126,12 @@ class AlertManager:
     async def _loop(self) -> None:
         while True:
             try:
+                await self.watchdog.evaluate_once()  # first: it needs no database
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the watchdog must not stop the evaluator
+                log.exception("local alert rules failed")
+            try:
                 await self.evaluate_once()
                 if self._error_logged:
                     log.info("alert evaluation works again")
@@ -143,6 +158,7 @@ class AlertManager:
         async with pool.acquire() as conn:
             if max_size:
                 await q.report_pool(conn, self.instance_id, in_use, max_size, now)
+            await self._report_clock(conn)
             async with conn.transaction():
                 if not await q.try_lock(conn):
                     return []
@@ -178,6 +194,14 @@ class AlertManager:
         self.runtime.broker.publish("alert", event)
         self.dispatcher.submit(Notification(kind=event["event"], alert=event,
                                             dedup_key=f"nexus-alert-{event['id']}", source=self.instance_id))
+
+    async def _report_clock(self, conn: asyncpg.Connection) -> None:
+        """Our clock against the server's, midpoint of one round trip (error at most half of it)."""
+        t0 = self.wall_clock()
+        server = await conn.fetchval("SELECT clock_timestamp()")
+        t1 = self.wall_clock()
+        self.clock_offset_s = ((t0 - server) + (t1 - server)).total_seconds() / 2
+        await q.report_clock(conn, self.instance_id, self.clock_offset_s)
 
     async def _store(self, conn: asyncpg.Connection, t: Transition) -> dict[str, Any] | None:
         if t.kind == KIND_FIRING:
@@ -267,7 +291,13 @@ class AlertManager:
         await measure(RULE_P95_LATENCY, p95)
         await measure(RULE_TOKEN_WINDOW, tokens)
         await measure(RULE_DB_POOL, pools)
+        async def clocks() -> list[Observation]:
+            if not cfg.rules[RULE_CLOCK_SKEW].enabled:
+                return []
+            return observe_clock_skew(cfg, await q.live_clocks(conn, max(3 * cfg.eval_interval_s, 30.0)))
+
         await measure(RULE_DAILY_COST, cost)
+        await measure(RULE_CLOCK_SKEW, clocks)
         return obs, measured
 
     async def _refresh_learned(self, conn: asyncpg.Connection, now: datetime) -> None:

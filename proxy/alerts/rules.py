@@ -31,7 +31,14 @@ RULE_TOKEN_WINDOW = "token_window"
 RULE_DB_POOL = "db_pool"
 RULE_P95_LATENCY = "p95_latency"
 RULE_DAILY_COST = "daily_cost"
-ALL_RULES = (RULE_ERROR_RATE, RULE_TOKEN_WINDOW, RULE_DB_POOL, RULE_P95_LATENCY, RULE_DAILY_COST)
+# Watching the watcher: the monitoring's own failures (docs/operations.md).
+RULE_CLOCK_SKEW = "clock_skew"  # judged by the shared evaluator from every instance's heartbeat
+RULE_RECORDING_STALLED = "recording_stalled"  # judged by each instance about itself (proxy/alerts/watchdog.py)
+RULE_JOURNAL_GROWING = "journal_growing"
+RULE_CHANNEL_FAILING = "channel_failing"
+LOCAL_RULES = (RULE_RECORDING_STALLED, RULE_JOURNAL_GROWING, RULE_CHANNEL_FAILING)
+ALL_RULES = (RULE_ERROR_RATE, RULE_TOKEN_WINDOW, RULE_DB_POOL, RULE_P95_LATENCY, RULE_DAILY_COST, RULE_CLOCK_SKEW,
+             *LOCAL_RULES)
 
 KIND_FIRING = "firing"
 KIND_REPEAT = "repeat"
@@ -75,6 +82,8 @@ class AlertConfig:
     token_learn_days: int = 7
     daily_budget_usd: float = 0.0
     account_budgets_usd: Mapping[str, float] = field(default_factory=dict)
+    # Rules each instance judges about itself, without the database (it may be what failed).
+    local_rules: Mapping[str, RuleConfig] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, s: Settings) -> AlertConfig:
@@ -96,6 +105,16 @@ class AlertConfig:
                                          s.alerts.p95_latency_ms, s.alerts.p95_window_s),
             RULE_DAILY_COST: RuleConfig(RULE_DAILY_COST, "Daily cost over budget", "warning",
                                         s.alerts.daily_budget_usd, 0.0, budget_enabled),
+            RULE_CLOCK_SKEW: RuleConfig(RULE_CLOCK_SKEW, "Clock skew between instances", "warning",
+                                        s.alerts.clock_skew_s, 0.0, s.alerts.clock_skew_s > 0),
+        }
+        local_rules = {
+            RULE_RECORDING_STALLED: RuleConfig(RULE_RECORDING_STALLED, "Recording stalled", "critical",
+                                               s.alerts.recording_stall_s, 0.0, s.alerts.recording_stall_s > 0),
+            RULE_JOURNAL_GROWING: RuleConfig(RULE_JOURNAL_GROWING, "Journal growing: database away", "critical",
+                                             s.alerts.journal_growing_s, 0.0, s.alerts.journal_growing_s > 0),
+            RULE_CHANNEL_FAILING: RuleConfig(RULE_CHANNEL_FAILING, "Alert channel failing", "error",
+                                             float(s.alerts.channel_failures), 0.0, s.alerts.channel_failures > 0),
         }
         for name, value in (("ALERT_EVAL_INTERVAL_S", s.alerts.eval_interval_s),
                             ("ALERT_LOOKBACK_S", s.alerts.lookback_s),
@@ -115,6 +134,7 @@ class AlertConfig:
             token_learn_days=max(1, s.alerts.token_learn_days),
             daily_budget_usd=s.alerts.daily_budget_usd,
             account_budgets_usd=budgets,
+            local_rules=local_rules,
         )
 
 
@@ -369,4 +389,29 @@ def observe_daily_cost(cfg: AlertConfig, total_usd: float, per_account_usd: Mapp
         out.append(Observation(RULE_DAILY_COST, f"account:{account}", spent, budget, spent > budget,
                                f"Cost today ${spent:,.2f} for account {account} (budget ${budget:,.2f})",
                                {"account": account, "cost_usd": spent, "budget_usd": budget}))
+    return out
+
+
+# --- watching the watcher ------------------------------------------------------------------------
+
+
+def observe_clock_skew(cfg: AlertConfig, offsets: Mapping[str, float]) -> list[Observation]:
+    """Per instance: its clock minus the database server's, in seconds (the shared reference).
+
+    Two instances each within the threshold of the database are within twice it of each other;
+    the labels carry the largest spread between any two, which is what skews timelines.
+    """
+    rule = cfg.rules[RULE_CLOCK_SKEW]
+    if not rule.enabled or not offsets:
+        return []
+    spread = max(offsets.values()) - min(offsets.values())
+    out = []
+    for instance, off in sorted(offsets.items()):
+        out.append(Observation(RULE_CLOCK_SKEW, f"instance:{instance}", abs(off), rule.threshold,
+                               abs(off) > rule.threshold,
+                               f"Clock of instance {instance} is {off:+.1f}s off the database server's "
+                               f"(threshold {rule.threshold:g}s; spread across {len(offsets)} instances "
+                               f"{spread:.1f}s)",
+                               {"instance": instance, "offset_s": round(off, 3), "spread_s": round(spread, 3),
+                                "instances": len(offsets)}))
     return out

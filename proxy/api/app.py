@@ -53,6 +53,7 @@ from proxy.runtime import Runtime
 log = logging.getLogger("nexus.api")
 
 MAX_TIMESERIES_POINTS = 2000
+STATS_TOP_DEFAULT = 50  # byModel / byDomain groups in /api/stats before `other` (?top=)
 
 
 def _token_limit_lookup(runtime: Runtime) -> Callable[[str], int | None]:
@@ -89,6 +90,7 @@ def create_dashboard_app(runtime: Runtime, *, auth_max_failures: int = 20, rollu
     heartbeat.
     """
     app = Quart("nexus-dashboard")
+    app.url_map.merge_slashes = False  # `//` is a 404, never a redirect built from the Host header
     # A stream is as long as the client wants it: no Quart timeout may cut /api/sse.
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["BODY_TIMEOUT"] = 60
@@ -107,6 +109,10 @@ def create_dashboard_app(runtime: Runtime, *, auth_max_failures: int = 20, rollu
 
     @app.before_request
     async def _authenticate() -> Response | None:
+        if "//" in request.scope.get("path", request.path):
+            # never routed: the router would merge the slashes (so `//api/x` would skip the
+            # key check below) or answer a redirect whose Location comes from the Host header
+            return error_response(404, "not_found_error", "Not found")
         if not request.path.startswith("/api"):
             return None
         client = request.remote_addr or "unknown"
@@ -123,7 +129,7 @@ def create_dashboard_app(runtime: Runtime, *, auth_max_failures: int = 20, rollu
     @app.before_request
     async def _known_params() -> None:
         rule = request.url_rule
-        if rule is None or not request.args:
+        if rule is None or not request.args or request.method not in ("GET", "HEAD"):
             return
         allowed = allowed_params.get(re.sub(r"<[^>]*>", "{}", rule.rule))
         if allowed is not None:
@@ -179,7 +185,8 @@ def create_dashboard_app(runtime: Runtime, *, auth_max_failures: int = 20, rollu
         t = runtime.now()
         since, until = parse_range(request.args, t, "24h")
         filters = parse_filters(request.args)
-        return json_response(await queries().stats(since, until, filters, t))
+        top = parse_int(request.args, "top", STATS_TOP_DEFAULT, 1, 1000)
+        return json_response(await queries().stats(since, until, filters, t, top=top))
 
     @app.get("/api/token-usage/current")
     async def token_usage_current() -> Response:

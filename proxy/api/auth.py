@@ -1,9 +1,11 @@
 """Dashboard key check for every ``/api/*`` route: constant-time compare, failures rate-limited per IP.
 
 The key may come as ``X-Dashboard-Key`` or ``Authorization: Bearer``. A missing key is 401, a wrong
-one 403; both answer JSON. Each failure is counted per client address, and a client with too many
-failures in the last minute is refused (429 + ``Retry-After``) before its key is even looked at,
-so guessing is slowed to a crawl whatever the key space.
+one 403 (a bare ``Authorization: <key>`` without the ``Bearer`` scheme is a wrong key); both answer
+JSON. Each failure is counted per client address, and a client with too many failures in the last
+minute gets 429 + ``Retry-After`` instead of 401/403, so guessing is slowed to a crawl whatever the
+key space. A request that presents the right key is never refused: otherwise anyone sharing the
+address (a page in the user's browser firing no-cors requests) could lock the TUI out.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
         scheme, _, token = auth.strip().partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-        return auth.strip()  # present but malformed: counts as a wrong key, not a missing one
+        return ""  # present but not `Bearer <key>`: a wrong key (never matches), not a missing one
     return None
 
 
@@ -96,17 +98,19 @@ def _err(status: int, kind: str, message: str, headers: dict[str, str] | None = 
 
 def check_request(headers: Mapping[str, str], client: str, expected: str,
                   limiter: FailureLimiter) -> AuthFailure | None:
-    """``None`` when the request may proceed, else the refusal to send."""
+    """``None`` when the request may proceed, else the refusal to send.
+
+    The right key always passes; only failing requests are counted and, past the limit, slowed.
+    """
+    given = presented_key(headers)
+    if given is not None and key_matches(given, expected):
+        return None
     wait = limiter.retry_after(client)
     if wait is not None:
         return _err(429, "rate_limit_error", "too many failed authentication attempts; retry later",
                     {"Retry-After": str(wait)})
-    given = presented_key(headers)
+    limiter.record_failure(client)
     if given is None:
-        limiter.record_failure(client)
         return _err(401, AUTH_ERROR, "missing dashboard key (X-Dashboard-Key or Authorization: Bearer)",
                     {"WWW-Authenticate": 'Bearer realm="nexus-dashboard"'})
-    if not key_matches(given, expected):
-        limiter.record_failure(client)
-        return _err(403, AUTH_ERROR, "invalid dashboard key")
-    return None
+    return _err(403, AUTH_ERROR, "invalid dashboard key")

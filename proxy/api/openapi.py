@@ -230,7 +230,10 @@ def openapi_document(version: str) -> dict[str, Any]:
                         secured=False),
         "/api/info": _get("Process info for the monitor's header.", [], _ref("Info")),
         "/api/stats": _get("Totals, latency percentiles, cost and breakdowns for a time range.",
-                           [_since("24h"), _UNTIL, *_FILTERS], _ref("Stats")),
+                           [_since("24h"), _UNTIL, *_FILTERS,
+                            _q("top", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+                               "byModel / byDomain keep this many groups; the rest are summed as `other`.")],
+                           _ref("Stats")),
         "/api/token-usage/current": _get(
             "Current usage window per account (or one account), with burn rate and projection.",
             [_ACCOUNT, _ACCOUNT_ALIAS, _DOMAIN,
@@ -299,6 +302,13 @@ def openapi_document(version: str) -> dict[str, Any]:
                               "Recent alerts at most.")],
             "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
                 "type": "object"}}}}, **_COMMON_ERRORS},
+        }},
+        "/api/alerts/test": {"post": {
+            "summary": "Send a marked test notification through the configured alert channels now.",
+            "parameters": [_q("channel", {"type": "string", "enum": ["slack", "webhook", "email", "pagerduty", "all"],
+                                          "default": "all"}, "One channel or all configured ones.")],
+            "responses": {"200": {"description": "Per-channel outcome", "content": {"application/json": {
+                "schema": {"type": "object"}}}}, **_COMMON_ERRORS},
         }},
         "/api/openapi.json": {"get": {
             "summary": "This document.",

@@ -22,6 +22,7 @@ from nexus.core.accounts import AccountResolver
 from proxy.ingress import upstream
 from proxy.ingress.forward import forward
 from proxy.ingress.metrics import CONTENT_TYPE
+from proxy.ingress.paths import path_problem
 from proxy.ingress.relay import Incoming, Relay, anthropic_error, error_relay, to_quart_response
 from proxy.runtime import Runtime
 
@@ -46,6 +47,7 @@ def configure_quart(app: Quart) -> None:
 def create_proxy_app(runtime: Runtime) -> ProxyASGI:
     app = Quart("nexus-proxy")
     configure_quart(app)
+    app.url_map.merge_slashes = False  # `//` is a 404 (ProxyASGI), never a Host-built redirect
     resolver = AccountResolver(runtime.settings.proxy.credentials_dir)
     state: dict[str, object] = {}
 
@@ -109,6 +111,24 @@ def create_proxy_app(runtime: Runtime) -> ProxyASGI:
     return ProxyASGI(app, runtime, state, resolver)
 
 
+def _refuse_path(path: str, raw_path: bytes | None) -> Relay | None:
+    """400 for a ``/v1`` path that could leave ``/v1`` upstream; 404 for ``//`` anywhere (Quart's
+    router would answer it with a redirect whose Location comes from the client's Host header)."""
+    if path.startswith("/v1"):
+        problem = path_problem(path, raw_path)
+        if problem is not None:
+            return error_relay(400, "invalid_request_error", f"Invalid request path: {problem}")
+    if "//" in path:
+        return error_relay(404, "not_found_error", "Not found")
+    return None
+
+
+async def _send_relay(send: Any, relay: Relay) -> None:
+    await send({"type": "http.response.start", "status": relay.status,
+                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in relay.headers]})
+    await send({"type": "http.response.body", "body": relay.body, "more_body": False})
+
+
 class _Disconnected(Exception):
     """The client went away while we were still reading its request body."""
 
@@ -132,6 +152,11 @@ class ProxyASGI:
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path:
+            refusal = _refuse_path(path, scope.get("raw_path"))
+            if refusal is not None:
+                await _send_relay(send, refusal)
+                return
         if (not path.startswith("/v1/") or len(path) == 4 or "//" in path
                 or scope["method"] not in FAST_METHODS or "session" not in self.state):
             await self.app(scope, receive, send)

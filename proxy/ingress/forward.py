@@ -29,7 +29,7 @@ from nexus.core.records import (
     REQUEST_TYPE_OTHER,
     Record,
 )
-from nexus.core.redact import client_secret, redact_headers
+from nexus.core.redact import client_secret, header_names, redact_headers
 from nexus.core.sessions import attribute, tag_header_map
 from nexus.core.usage import (
     StreamUsageParser,
@@ -38,7 +38,9 @@ from nexus.core.usage import (
     error_from_body,
     usage_from_body,
 )
+from proxy.ingress.bodies import BodyHold, BodyRefused, read_body
 from proxy.ingress.failures import classify_connect_failure, classify_midway_failure
+from proxy.ingress.paths import path_problem, upstream_url
 from proxy.ingress.relay import (
     BodyDecoder,
     Incoming,
@@ -127,8 +129,11 @@ class Exchange:
         mode = rt.settings.proxy.store_bodies
         if mode == "all" or (mode == "errors" and r.is_error):
             cap = rt.settings.proxy.max_stored_body_bytes
-            r.request_headers = None if self.request_headers is None else redact_headers(self.request_headers.items())
-            r.response_headers = None if self.response_headers is None else redact_headers(self.response_headers.items())
+            extra = header_names(rt.settings.proxy.redact_headers)  # REDACT_HEADERS (cached)
+            r.request_headers = (None if self.request_headers is None
+                                 else redact_headers(self.request_headers.items(), extra))
+            r.response_headers = (None if self.response_headers is None
+                                  else redact_headers(self.response_headers.items(), extra))
             r.request_body = self.store_request_body
             if self.body_copy:
                 r.response_body = bytes(self.body_copy[-cap:]).decode("utf-8", "replace")
@@ -147,37 +152,6 @@ def usage_of(r: Record) -> Usage:
         service_tier=r.service_tier, speed=r.speed, inference_geo=r.inference_geo,
         web_search_requests=r.web_search_requests,
     )
-
-
-async def _read_body(incoming: Incoming, limit: int) -> bytes | None:
-    """The request body, or None if it exceeds ``limit``.
-
-    An oversized body is drained and discarded (never kept) up to a hard ceiling, so that the
-    client, which is still sending, can read our 413 instead of seeing a reset connection.
-    """
-    drain_ceiling = 4 * limit
-    length = incoming.headers.get("content-length")
-    declared = None
-    if length is not None:
-        try:
-            declared = int(length)
-        except ValueError:
-            declared = None
-    if declared is not None and declared > drain_ceiling:
-        return None  # not worth draining: the connection will be closed
-    buf = bytearray()
-    seen = 0
-    too_big = declared is not None and declared > limit
-    async for chunk in incoming.body:
-        seen += len(chunk)
-        if too_big or seen > limit:
-            too_big = True
-            buf.clear()
-            if seen > drain_ceiling:
-                break
-            continue
-        buf += chunk
-    return None if too_big else bytes(buf)
 
 
 def _body_facts(body: bytes) -> tuple[str | None, bool, Any]:
@@ -199,12 +173,29 @@ def _body_facts(body: bytes) -> tuple[str | None, bool, Any]:
 async def forward(runtime: Runtime, path: str, session: aiohttp.ClientSession,
                   resolver: AccountResolver, incoming: Incoming) -> Relay:
     """Handle one ``/v1/...`` request end to end."""
+    hold = BodyHold(runtime)
+    try:
+        return await _forward(runtime, path, session, resolver, incoming, hold)
+    except BodyRefused as refused:
+        if runtime.metrics is not None:
+            runtime.metrics.proxy_errors.labels(error_type=refused.error_type).inc()
+        log.warning("request body refused: %s", refused.error_type)
+        return refused.relay
+    finally:
+        hold.release()  # the body has gone upstream (or nowhere); the record keeps its own copy
+
+
+async def _forward(runtime: Runtime, path: str, session: aiohttp.ClientSession,
+                   resolver: AccountResolver, incoming: Incoming, hold: BodyHold) -> Relay:
     settings = runtime.settings
     started = time.perf_counter()
     full_path = "/v1/" + path
+    problem = path_problem(full_path)
+    if problem is not None:
+        return error_relay(400, "invalid_request_error", f"Invalid request path: {problem}")
     rtype = _request_type(full_path)
     metrics = runtime.metrics
-    body = await _read_body(incoming, settings.proxy.max_body_bytes)
+    body = await read_body(incoming, settings.proxy.max_body_bytes, settings.proxy.client_body_timeout_s, hold)
     if body is None:
         if metrics is not None:
             metrics.proxy_errors.labels(error_type="request_too_large").inc()
@@ -235,10 +226,11 @@ async def forward(runtime: Runtime, path: str, session: aiohttp.ClientSession,
             cap = settings.proxy.max_stored_body_bytes
             exchange.store_request_body = body[:cap].decode("utf-8", "replace")
 
-    url = settings.upstream.base_url.rstrip("/") + full_path
     query = incoming.query_string.decode("latin-1") if incoming.query_string else ""
-    if query:
-        url += "?" + query
+    try:
+        url = upstream_url(settings.upstream.base_url, full_path, query)
+    except ValueError:
+        return error_relay(400, "invalid_request_error", "Invalid request path")
     headers = outgoing_headers(req_headers)
     if metrics is not None:
         metrics.in_flight.inc()

@@ -16,6 +16,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import asyncpg
 import orjson
@@ -59,10 +60,29 @@ class Recorder:
         self._task: asyncio.Task | None = None
         self._db_checked_at = 0.0
         self.ready_hook: Callable[[], object] | None = None  # async: run once when the DB first answers
+        # Watching the watcher (proxy/alerts/watchdog.py), on the runtime's clock:
+        # since when records wait with no write progress (None: nothing waits), and since when the
+        # journal holds records (None: empty).
+        self.waiting_since: datetime | None = None
+        self.journal_since: datetime | None = runtime.now() if journal.pending else None
 
     @property
     def queue_depth(self) -> int:
         return len(self.queue)
+
+    def stall_seconds(self, now: datetime) -> float:
+        """How long records have waited with no write (to the database or the journal) at all."""
+        return 0.0 if self.waiting_since is None else max(0.0, (now - self.waiting_since).total_seconds())
+
+    def journal_seconds(self, now: datetime) -> float:
+        """How long the journal has held records (the database away, or the queue past high water)."""
+        if self.journal_since is None or not self.journal.pending:
+            return 0.0
+        return max(0.0, (now - self.journal_since).total_seconds())
+
+    def _progress(self) -> None:
+        """Records left the queue for good: the stall clock restarts (or stops, if nothing waits)."""
+        self.waiting_since = self.runtime.now() if self.queue else None
 
     # -- request path ------------------------------------------------------------------------
 
@@ -88,6 +108,8 @@ class Recorder:
                 rt.metrics.records_dropped.inc()
             return
         self.queue.append((record, event_json))
+        if self.waiting_since is None:
+            self.waiting_since = rt.now()
         if len(self.queue) == 1 or len(self.queue) >= self.batch_size:
             self._wake.set()  # the writer then waits flush_interval to gather a batch
 
@@ -215,6 +237,7 @@ class Recorder:
             self.last_error = str(exc)[:300]
             return False
         self.written += n
+        self._progress()
         if self.runtime.metrics is not None:
             self.runtime.metrics.records_written.inc(n)
         return True
@@ -263,6 +286,9 @@ class Recorder:
                 self.runtime.metrics.records_dropped.inc(len(records))
             return
         self.journalled += len(records)
+        if self.journal_since is None:
+            self.journal_since = self.runtime.now()
+        self._progress()
         if self.runtime.metrics is not None:
             self.runtime.metrics.records_journalled.inc(len(records))
 
@@ -280,4 +306,5 @@ class Recorder:
             with contextlib.suppress(ValueError):  # still running in its thread if we were cancelled
                 batches.close()
         await asyncio.to_thread(self.journal.truncate)
+        self.journal_since = None
         log.info("journal replayed (%d records)", total)

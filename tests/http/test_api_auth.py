@@ -67,8 +67,10 @@ async def test_failed_attempts_are_rate_limited_per_client(db_dsn):
             assert r.status_code == 429
             assert r.json()["error"]["type"] == "rate_limit_error"
             assert 1 <= int(r.headers["retry-after"]) <= 60
-            # while blocked, even the right key is refused: guessing cannot continue
-            assert (await c.get("/api/stats", headers={"X-Dashboard-Key": KEY})).status_code == 429
+            # while blocked, wrong keys keep getting 429 but the right key is never refused
+            # (issue 14 item 4: anyone on the same address could otherwise lock the TUI out)
+            assert (await c.get("/api/stats", headers={"X-Dashboard-Key": KEY})).status_code == 200
+            assert (await c.get("/api/stats", headers={"X-Dashboard-Key": "guess"})).status_code == 429
             assert (await c.get("/health")).status_code == 200
     finally:
         await stop_api(a)

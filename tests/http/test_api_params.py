@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from proxy.api.app import BadParam, parse_time
 
 ROUTE_PARAMS: dict[str, list[str]] = {
-    "/api/stats": ["since", "until", "domain", "accountId", "account", "model", "sessionId", "tag"],
+    "/api/stats": ["since", "until", "domain", "accountId", "account", "model", "sessionId", "tag", "top"],
     "/api/token-usage/current": ["accountId", "account", "window", "domain"],
     "/api/token-usage/daily": ["accountId", "account", "days", "aggregate", "domain"],
     "/api/timeseries": ["since", "until", "bucket", "domain", "accountId", "account", "model", "sessionId", "tag"],

@@ -135,5 +135,23 @@ class DashboardClient:
     async def alerts(self) -> list[Alert]:
         return parse_alerts(await self.get_json("/api/alerts"))
 
+    async def test_alerts(self, channel: str = "all", timeout: float = 180.0) -> dict[str, Any]:
+        """``POST /api/alerts/test``: a marked test notification through the channels, per-channel outcome.
+
+        The server answers when every channel has answered or given up (its retries included), so
+        this call gets a long timeout of its own; callers run it in the background.
+        """
+        try:
+            resp = await self._http.post("/api/alerts/test", params={"channel": channel}, timeout=timeout)
+        except httpx.TimeoutException as exc:
+            raise ApiUnreachable(f"timeout talking to {self.base_url}") from exc
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(f"cannot reach {self.base_url}: {exc.__class__.__name__}") from exc
+        if resp.status_code in (401, 403):
+            raise ApiAuthError(auth_message(resp.status_code), resp.status_code)
+        if resp.status_code >= 400:
+            raise ApiError(f"/api/alerts/test: HTTP {resp.status_code}", resp.status_code)
+        return resp.json()
+
     def stream(self, **kwargs: Any) -> EventStream:
         return EventStream(self, **kwargs)

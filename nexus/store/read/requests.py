@@ -65,6 +65,10 @@ def request_row(r: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+CURSOR_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+CURSOR_MAX = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def _tags(value: Any) -> dict[str, str]:
     if isinstance(value, str):  # a connection without the pool's jsonb codec
         value = orjson.loads(value)
@@ -84,8 +88,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         when = datetime.fromisoformat(t)
         if when.tzinfo is None:
             raise ValueError("naive time")
+        # a crafted offset can push the instant out of datetime's range (year 1 at +01:00, 9999
+        # at -01:00), and the database refuses what the driver cannot encode: keep a sane range
+        when = when.astimezone(UTC)
+        if not CURSOR_MIN <= when <= CURSOR_MAX:
+            raise ValueError("cursor time out of range")
         return when, uuid.UUID(rid)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError) as exc:
         raise ValueError("not a cursor returned by this API") from exc
 
 

@@ -33,13 +33,16 @@ from nexus.store.read.base import (
 
 class StatsQueries(QueryBase):
 
-    async def stats(self, since: datetime, until: datetime, filters: Filters, now: datetime) -> dict[str, Any]:
+    async def stats(self, since: datetime, until: datetime, filters: Filters, now: datetime,
+                    top: int | None = None) -> dict[str, Any]:
+        """``top``: ``byModel`` / ``byDomain`` keep the ``top`` busiest groups and sum the rest as one
+        ``other`` group (model and domain come from client input: the answer must stay small)."""
         exact = until - since <= EXACT_PERCENTILE_MAX_RANGE
         async with self._conn() as conn:
             if exact:
-                body = await self._stats_exact(conn, since, until, filters)
+                body = await self._stats_exact(conn, since, until, filters, top)
             else:
-                body = await self._stats_hist(conn, since, until, filters)
+                body = await self._stats_hist(conn, since, until, filters, top)
             args: list[Any] = [now - timedelta(seconds=60), now]
             sql = ("SELECT count(*) AS n FROM api_requests WHERE created_at > $1 AND created_at <= $2"
                    + filters.sql(args))
@@ -89,14 +92,14 @@ class StatsQueries(QueryBase):
         }
 
     async def _stats_exact(self, conn: asyncpg.Connection, since: datetime, until: datetime,
-                           filters: Filters) -> dict[str, Any]:
+                           filters: Filters, top: int | None = None) -> dict[str, Any]:
         """Counts as for any range, plus exact total percentiles from one sort of the raw rows.
 
         One ``percentile_cont`` over the whole range (not per model/domain: grouping sets would
         sort the rows once per set, ten times slower on a busy hour); the per-group p95 stays
         histogram-interpolated.
         """
-        body = await self._stats_hist(conn, since, until, filters)
+        body = await self._stats_hist(conn, since, until, filters, top)
         args: list[Any] = [since, until]
         sql = f"""SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]::float8[])
                          WITHIN GROUP (ORDER BY response_time_ms) AS pct
@@ -107,7 +110,7 @@ class StatsQueries(QueryBase):
         return body
 
     async def _stats_hist(self, conn: asyncpg.Connection, since: datetime, until: datetime,
-                          filters: Filters) -> dict[str, Any]:
+                          filters: Filters, top: int | None = None) -> dict[str, Any]:
         groups = await self.range_groups(conn, since, until, filters)
         total = Agg()
         models: dict[str, Agg] = {}
@@ -119,13 +122,23 @@ class StatsQueries(QueryBase):
         body = self._totals_json(total, percentile_from_hist(total.hist, 0.5),
                                  percentile_from_hist(total.hist, 0.95),
                                  percentile_from_hist(total.hist, 0.99), "histogram")
-        body["byModel"] = sorted(
-            (self._group_json(a, "model", m, percentile_from_hist(a.hist, 0.95)) for m, a in models.items()),
-            key=lambda g: (-g["requests"], g["model"]))
-        body["byDomain"] = sorted(
-            (self._group_json(a, "domain", d, percentile_from_hist(a.hist, 0.95)) for d, a in domains.items()),
-            key=lambda g: (-g["requests"], g["domain"]))
+        body["byModel"] = self._groups_json(models, "model", top)
+        body["byDomain"] = self._groups_json(domains, "domain", top)
         return body
+
+    def _groups_json(self, groups: dict[str, Agg], key: str, top: int | None) -> list[dict[str, Any]]:
+        """Busiest first; beyond ``top`` groups, the rest merged into one ``other`` (last)."""
+        order = sorted(groups, key=lambda k: (-groups[k].requests, k))
+        rest: Agg | None = None
+        if top is not None and len(order) > top:
+            rest = Agg()
+            for k in order[top:]:
+                rest.merge(groups[k])
+            order = order[:top]
+        out = [self._group_json(groups[k], key, k, percentile_from_hist(groups[k].hist, 0.95)) for k in order]
+        if rest is not None:
+            out.append(self._group_json(rest, key, "other", percentile_from_hist(rest.hist, 0.95)))
+        return out
 
     async def range_groups(self, conn: asyncpg.Connection, since: datetime, until: datetime,
                            filters: Filters) -> dict[tuple[str, str], Agg]:
