@@ -322,7 +322,8 @@ class NexusApp(App[int]):
         """New range or filter: forget what no longer applies and poll at once."""
         if q == self.q:
             return
-        filters_changed = (q.domain, q.account, q.model) != (self.q.domain, self.q.account, self.q.model)
+        filters_changed = (q.domain, q.account, q.model, q.session, q.tag) != (
+            self.q.domain, self.q.account, self.q.model, self.q.session, self.q.tag)
         self.q = q
         self.data = {"query": q, "info": self.data.get("info"), "alerts": self.data.get("alerts")}
         self.poller.fetched_at.clear()
@@ -335,8 +336,7 @@ class NexusApp(App[int]):
 
     def action_cycle_range(self) -> None:
         q = self.q
-        self.set_query(Query(time_range=next_range(q.time_range), domain=q.domain, account=q.account,
-                             model=q.model))
+        self.set_query(q.replace(time_range=next_range(q.time_range)))
         self.notify(f"time range: {self.q.time_range}", timeout=2)
 
     def action_filter(self) -> None:
@@ -412,15 +412,14 @@ class NexusApp(App[int]):
             if event.request_id != "-":
                 q = self.q
                 account = None if q.account == event.request_id else event.request_id
-                self.set_query(Query(time_range=q.time_range, domain=q.domain, account=account,
-                                     model=q.model))
+                self.set_query(q.replace(account=account))
             return
         assert self.client is not None
         self.push_screen(RequestScreen(self.client, event.request_id))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield SystemCommand("Filter", "Filter by domain, account or model (/)", self.action_filter)
+        yield SystemCommand("Filter", "Filter by domain, account, model, session or tag (/)", self.action_filter)
         yield SystemCommand("Time range", "Cycle 15m / 1h / 6h / 24h / 7d (t)", self.action_cycle_range)
         yield SystemCommand("Pause / resume", "Freeze the view; the stream keeps buffering (p)",
                             self.action_toggle_pause)
@@ -432,7 +431,7 @@ class NexusApp(App[int]):
         yield SystemCommand("Help", "Every key (?)", self.action_help)
         yield SystemCommand("Open selected request", "Drill into the request under the cursor (Enter)",
                             self._open_selected)
-        yield SystemCommand("Clear filter", "Show every domain, account and model",
+        yield SystemCommand("Clear filter", "Show every domain, account, model, session and tag",
                             lambda: self.set_query(Query(time_range=self.q.time_range)))
 
     def _open_selected(self) -> None:

@@ -116,3 +116,30 @@ async def test_live_log_shows_the_session(stack: Any, tmp_path: Path) -> None:
         await until(pilot, lambda: log.row_count == 1, what="log row")
         assert str(next(iter(log._rows.values()))[-1]) == S1[:8]
         assert S1[:8] in str(log.render())
+
+
+async def test_main_screen_filters_by_tag_and_session(stack: Any, tmp_path: Path) -> None:
+    """Tags filter every view: the main screen's "/" takes a session and a tag too."""
+    from tui.panels.header import StatusBar
+
+    await seed(stack)
+    zeus = await api_get(stack, "/api/stats", since="1h", tag="project:zeus")
+    assert zeus["totalRequests"] == 1
+    app = make_app(stack, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.polls > 0 and "stats" in app.data, what="first poll")
+        await pilot.press("slash")
+        await pilot.pause(0.1)
+        app.screen.query_one("#f-tag").value = "project:zeus"
+        await pilot.press("enter")
+        await until(pilot, lambda: app.q.tag == "project:zeus", what="tag filter")
+        await until(pilot, lambda: "stats" in app.data and app.data["stats"].total_requests == 1, what="stats")
+        assert "tag=project:zeus" in app.query_one(StatusBar).plain
+        log = app.query_one(RequestLog)
+        await send(stack, 2, extra=claude_code(S1, project="apollo"))
+        await send(stack, 1, extra=claude_code(S2, project="zeus"))
+        await until(pilot, lambda: log.row_count >= 1, what="zeus row")
+        await pilot.pause(0.3)
+        assert {str(c[-1]) for c in log._rows.values()} == {S2[:8]}
+        await pilot.press("t")  # the range changes, the filters stay
+        assert app.q.tag == "project:zeus" and app.q.time_range == "6h"

@@ -95,7 +95,8 @@ class DashboardClient:
     async def costs(self, q: Query | None = None, days: int = 31) -> Costs:
         q = q or Query()
         return Costs.parse(await self.get_json("/api/costs", {"days": days, "domain": q.domain,
-                                                               "accountId": q.account}))
+                                                               "accountId": q.account, "sessionId": q.session,
+                                                               "tag": q.tag}))
 
     async def errors(self, q: Query, limit: int = 50) -> ErrorsReport:
         return ErrorsReport.parse(await self.get_json("/api/errors", {
