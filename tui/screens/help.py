@@ -15,7 +15,7 @@ KEYS: list[tuple[str, str]] = [
     ("Tab / Shift+Tab", "next / previous panel"),
     ("Enter", "open the selected request or error (drill-down)"),
     ("Esc", "back / close"),
-    ("/", "filter by domain, account or model"),
+    ("/", "filter by domain, account, model, session or tag (name:value)"),
     ("t", "cycle time range: 15m → 1h → 6h → 24h → 7d"),
     ("p", "pause / resume (the stream keeps buffering, the view freezes)"),
     ("e", "export: SVG of the screen + JSON snapshot into the current directory"),
