@@ -40,6 +40,7 @@ from tui.poller import Poller
 from tui.screens.alerts import AlertsScreen
 from tui.screens.filter import FilterScreen
 from tui.screens.help import HelpScreen
+from tui.screens.limits import LimitsScreen
 from tui.screens.request import RequestScreen
 from tui.screens.sessions import SessionsScreen
 from tui.system import release_freed_memory, watch_terminal
@@ -406,13 +407,13 @@ class NexusApp(App[int]):
         return Path(self.save_screenshot(filename=f"nexus-{stamp}.svg", path=str(self.export_dir))).resolve()
 
     def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
-        """Enter in the live log or the errors table: drill into that request. Enter on a token
-        window: filter on that account (again: clear the filter)."""
+        """Enter in the live log or the errors table: drill into that request. Enter on the limits
+        panel: open that account (windows, history, latest headers)."""
         if isinstance(event.table, TokenWindowsPanel):
-            if event.request_id != "-":
-                q = self.q
-                account = None if q.account == event.request_id else event.request_id
-                self.set_query(q.replace(account=account))
+            if event.request_id != "-" and self.client is not None:
+                account = next((a for a in self.data.get("limits") or [] if a.account_id == event.request_id),
+                               None)
+                self.push_screen(LimitsScreen(self.client, event.request_id, account, self.now()))
             return
         assert self.client is not None
         self.push_screen(RequestScreen(self.client, event.request_id))

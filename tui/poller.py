@@ -22,6 +22,7 @@ SOURCE_INTERVALS: dict[str, float] = {
     "errors": 6.0,
     "timeseries": 10.0,
     "windows": 10.0,
+    "limits": 5.0,
     "alerts": 15.0,
     "costs": 10.0,  # the header shows cost from stats: a stale panel beside it looks wrong
     "info": 60.0,
@@ -38,10 +39,20 @@ async def _alerts(c: DashboardClient, q: Query) -> Any:
         raise
 
 
+async def _limits(c: DashboardClient, q: Query) -> Any:
+    try:
+        return await c.limits(q)
+    except ApiError as exc:
+        if exc.status == 404:  # an older server without /api/limits: the panel estimates
+            return []
+        raise
+
+
 FETCHERS: dict[str, Callable[[DashboardClient, Query], Awaitable[Any]]] = {
     "stats": lambda c, q: c.stats(q),
     "timeseries": lambda c, q: c.timeseries(q),
     "windows": lambda c, q: c.token_windows(q),
+    "limits": _limits,
     "errors": lambda c, q: c.errors(q),
     "costs": lambda c, q: c.costs(q),
     "info": lambda c, q: c.info(),

@@ -37,6 +37,16 @@ log = logging.getLogger("nexus.cli.demo")
 # so "% of limit" climbs visibly and the exhaustion column has something to say.
 DEMO_TOKEN_WINDOW_LIMIT = 50_000_000
 
+# Subscription windows in the demo (nexus.sim.mock.limits): budgets small enough that the bars
+# climb while you watch; dana's own 5-hour budget fills about a minute in — around the first
+# incident — so one account is seen hitting its window (429 rejected) and the token-window alert.
+DEMO_MOCK_LIMITS: dict[str, Any] = {
+    "unified_5h_tokens": 20_000_000,
+    "unified_7d_tokens": 200_000_000,
+    "unified_7d_oi_tokens": 60_000_000,
+    "unified_budgets": {"sk-ant-oat01-demo-dana": 80_000},
+}
+
 # Alerts in the demo: the guide's rules with short durations so an incident is seen firing and
 # resolving within a couple of minutes (a real deployment keeps the 5 / 10 minute defaults).
 DEMO_ALERT_SETTINGS: dict[str, Any] = {
@@ -130,7 +140,7 @@ async def run_demo_servers(data_dir: Path, rate: float, duration: float | None =
         ready_evt.set()
 
     counters: dict[str, Any] = {}
-    async with MockUpstream(MockConfig(seed=seed)) as upstream:
+    async with MockUpstream(MockConfig(seed=seed, **DEMO_MOCK_LIMITS)) as upstream:
         if not settings.channels.webhook_url:
             # Without a configured webhook, alerts are delivered to the mock's capture endpoint
             # (logged by the demo): the whole path, rule → channel → HTTP, is exercised.

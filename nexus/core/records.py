@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from nexus.core.ratelimits import RateLimitSnapshot, parse_headers
+
 # Status used when the client went away before the exchange finished (nginx's convention).
 CLIENT_ABORTED_STATUS = 499
 
@@ -67,6 +69,11 @@ class Record:
     parent_agent_id: str | None = None
     client: str | None = None
     tags: dict[str, str] | None = None
+    # The answer's rate-limit headers as they came (nexus.core.ratelimits.pick_headers), when they
+    # arrived, and their parsed form (set by the recorder, off the request path).
+    ratelimit_headers: dict[str, str] | None = None
+    ratelimit_observed_at: datetime | None = None
+    ratelimits: RateLimitSnapshot | None = None
     # Stored only per STORE_BODIES; secrets already redacted.
     request_headers: dict[str, str] | None = None
     response_headers: dict[str, str] | None = None
@@ -143,11 +150,17 @@ class Record:
         d = dict(d)
         d["id"] = uuid.UUID(d["id"])
         d["created_at"] = datetime.fromisoformat(d["created_at"])
+        d.pop("ratelimits", None)  # parsed again from the headers below
+        if d.get("ratelimit_observed_at"):
+            d["ratelimit_observed_at"] = datetime.fromisoformat(d["ratelimit_observed_at"])
         for money in ("cost_usd", "web_search_cost_usd"):
             if d.get(money) is not None:
                 d[money] = Decimal(d[money])
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
+        record = cls(**{k: v for k, v in d.items() if k in known})
+        if record.ratelimit_headers:
+            record.ratelimits = parse_headers(record.ratelimit_headers, record.ratelimit_observed_at)
+        return record
 
 
 @dataclass(slots=True, frozen=True)

@@ -11,8 +11,9 @@ Shape of the traffic:
 * Poisson arrivals at ``rate_per_s`` plus a burst of ``burst_size`` requests every
   ``burst_every_s`` (an agent fanning out sub-tasks).
 * The domain is the ``Host`` header (the proxy takes the domain from it); the account is the
-  ``x-api-key`` (``sk-ant-demo-<name>``) or, for one team, an OAuth bearer token, as Claude Code
-  on a subscription sends it.
+  ``x-api-key`` (``sk-ant-demo-<name>``) or, for team beta and alice, an OAuth bearer token
+  (``sk-ant-oat01-demo-<name>``), as Claude Code on a subscription sends it — the simulated
+  upstream answers those with the subscription rate-limit headers (5-hour and weekly windows).
 * Each account has a long system prompt marked ``cache_control``: the upstream reports a cache
   write the first time and cache reads afterwards, as the real API does.
 * Claude Code sessions with sub-agents and tags, in all three session formats
@@ -117,7 +118,7 @@ MODELS: tuple[_Model, ...] = (
 )
 
 _ACCOUNTS: tuple[_Account, ...] = tuple(
-    _Account(name, domain, oauth=(domain == "team-beta.example.com"),
+    _Account(name, domain, oauth=(domain == "team-beta.example.com" or name == "alice"),
              cache_ttl="1h" if domain == "ci.example.com" else "5m")
     for domain, names in DOMAINS.items() for name in names
 )

@@ -111,8 +111,11 @@ async def drop_partitions_before(conn: asyncpg.Connection, cutoff: date,
                 dropped.append(name)
         lo = datetime(cutoff.year, cutoff.month, cutoff.day, tzinfo=UTC)
         await conn.execute(f"DELETE FROM {table}_default WHERE created_at < $1", lo)
+    # Rate-limit history goes with the raw rows (the latest snapshot per account stays).
+    lo = datetime(cutoff.year, cutoff.month, cutoff.day, tzinfo=UTC)
+    await conn.execute("DELETE FROM ratelimit_samples WHERE bucket < $1", lo)
+    await conn.execute("DELETE FROM ratelimit_answers WHERE observed_at < $1", lo)
     if include_rollups:
-        lo = datetime(cutoff.year, cutoff.month, cutoff.day, tzinfo=UTC)
         await conn.execute("DELETE FROM api_requests_minute WHERE bucket < $1", lo)
         # Sessions whose every request is gone (their agents and tags follow, ON DELETE CASCADE).
         await conn.execute("DELETE FROM api_sessions WHERE last_seen < $1", lo)

@@ -22,6 +22,7 @@ import asyncpg
 from nexus.core.latency import bucket_index
 from nexus.core.records import REQUEST_TYPE_MESSAGES, Record
 from nexus.store.partitions import ensure_partitions
+from nexus.store.ratelimits import write_ratelimits
 from nexus.store.rollup import RollupCounters, SessionCounters
 
 RECORD_COLUMNS: tuple[str, ...] = (
@@ -315,6 +316,9 @@ async def insert_records(conn: asyncpg.Connection, records: Sequence[Record],
             agg = await rollup(fresh)
             await conn.executemany(_ROLLUP_UPSERT, rollup_rows(agg))
             await write_session_rollup(conn, session_rollup(fresh))
+            limited = [r for r in fresh if r.ratelimit_headers]
+            if limited:
+                await write_ratelimits(conn, limited)
             bodies = [r for r in fresh if r.has_bodies]
             if bodies:
                 await conn.executemany(

@@ -25,6 +25,7 @@ import asyncpg
 
 from nexus.store import alerts as q
 from nexus.store.pool import dsn_in_use
+from nexus.store.ratelimits import latest_snapshots
 from proxy.alerts.channels import Dispatcher, Notification
 from proxy.alerts.rules import (
     KIND_FIRING,
@@ -45,6 +46,7 @@ from proxy.alerts.rules import (
     observe_clock_skew,
     observe_daily_cost,
     observe_error_rate,
+    observe_measured_windows,
     observe_p95_latency,
     observe_pool,
     observe_token_windows,
@@ -261,15 +263,20 @@ class AlertManager:
                 return []
             if cfg.token_limit_mode == "learned":
                 await self._refresh_learned(conn, now)
+            # Accounts whose answers carry utilization are judged by it, every window of theirs.
+            measured = {a: s for a, s in (await latest_snapshots(conn)).items() if s.get("windows")}
+            out = observe_measured_windows(cfg, measured, now)
             # Four windows back is enough to find where the open window started (as the API does).
             points = await q.token_minutes(conn, now - timedelta(seconds=min(4 * cfg.token_window_s, 7 * 86400)),
                                            now)
             usage = {}
             for account, pts in points.items():
+                if account in measured:
+                    continue
                 used = window_usage(pts, now, cfg.token_window_s)
                 if used is not None:
                     usage[account] = used
-            return observe_token_windows(cfg, usage, self._learned)
+            return out + observe_token_windows(cfg, usage, self._learned)
 
         async def pools() -> list[Observation]:
             stale = now - timedelta(seconds=max(3 * cfg.eval_interval_s, 30.0))

@@ -8,14 +8,18 @@ Routes and JSON shapes are the contract in ``docs/api.md``; the SQL behind them 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import uuid
 from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
+from nexus.core.ratelimits import utilization_burn
 from nexus.core.timebuckets import iso
 from nexus.core.version import VERSION
 from nexus.store.read import (
@@ -43,7 +47,9 @@ from proxy.api.params import (
     parse_tag,
     parse_text,
     parse_time,
+    parse_window_name,
     raw_param,
+    reject_unknown,
 )
 from proxy.api.pricing_view import pricing_json
 from proxy.api.responses import database_unavailable, error_response, json_response
@@ -54,6 +60,31 @@ log = logging.getLogger("nexus.api")
 
 MAX_TIMESERIES_POINTS = 2000
 STATS_TOP_DEFAULT = 50  # byModel / byDomain groups in /api/stats before `other` (?top=)
+
+
+def window_burn(samples: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """Burn rate and projected exhaustion of one window's history (``nexus.core.ratelimits``)."""
+    points = [(datetime.fromisoformat(x["observedAt"]), x["utilization"],
+               datetime.fromisoformat(x["resetsAt"]) if x["resetsAt"] else None) for x in samples]
+    return utilization_burn(points, now)
+
+
+def _limit_source(runtime: Runtime) -> Callable[[str, int | None], str | None]:
+    """Where an estimated window's limit came from: ``configured`` (ALERT_TOKEN_LIMITS or
+    TOKEN_WINDOW_LIMIT) or ``learned`` (the p90 of past windows); None without a limit."""
+    configured: dict[str, float] = {}
+    with contextlib.suppress(ValueError):
+        configured = parse_key_values("ALERT_TOKEN_LIMITS", runtime.settings.alerts.token_limits)
+    default = runtime.settings.limits.token_window_limit or None
+
+    def source(account: str, limit: int | None) -> str | None:
+        if not limit:
+            return None
+        if account in configured or (default is not None and limit == int(default)):
+            return "configured"
+        return "learned"
+
+    return source
 
 
 def _token_limit_lookup(runtime: Runtime) -> Callable[[str], int | None]:
@@ -193,7 +224,10 @@ def create_dashboard_app(runtime: Runtime, *, auth_max_failures: int = 20, rollu
         t = runtime.now()
         window = parse_int(request.args, "window", 300, 1, 10080)
         filters = parse_filters(request.args, model=False)
-        rows = await queries().token_usage_current(window, t, filters, _token_limit_lookup(runtime))
+        q = queries()
+        measured = await q.latest_windows()
+        rows = await q.token_usage_current(window, t, filters, _token_limit_lookup(runtime), measured,
+                                           _limit_source(runtime))
         if filters.account:
             return json_response(rows[0])
         return json_response({"windowMinutes": window, "now": iso(t), "accounts": rows})
@@ -292,6 +326,27 @@ def create_dashboard_app(runtime: Runtime, *, auth_max_failures: int = 20, rollu
         if detail is None:
             return error_response(404, "not_found_error", f"no session with id {session_id}")
         return json_response(detail)
+    @app.get("/api/limits")
+    async def limits() -> Response:
+        reject_unknown(request.args, "accountId", "account")
+        account = parse_text(request.args, "accountId", "account")
+        return json_response({"now": iso(runtime.now()), "accounts": await queries().limits(account)})
+
+    @app.get("/api/limits/history")
+    async def limits_history() -> Response:
+        reject_unknown(request.args, "accountId", "account", "window", "since", "until")
+        t = runtime.now()
+        account = parse_text(request.args, "accountId", "account")
+        if account is None:
+            raise BadParam("accountId", "required: the account whose history to show")
+        window = parse_window_name(request.args, "window", "5h")
+        since, until = parse_range(request.args, t, "24h")
+        samples = await queries().limits_history(account, window, since, until)
+        body: dict[str, Any] = {"accountId": account, "window": window or "all", "since": iso(since),
+                                "until": iso(until), "samples": samples}
+        if window is not None:
+            body["projection"] = window_burn(samples, t)
+        return json_response(body)
 
     @app.get("/api/openapi.json")
     async def openapi() -> Response:

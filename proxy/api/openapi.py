@@ -133,7 +133,29 @@ def _schemas() -> dict[str, Any]:
         "tokenLimit": {"type": ["integer", "null"]}, "percentOfLimit": _NUM_OR_NULL,
         "projectedPercentOfLimit": _NUM_OR_NULL, "projectedExhaustion": _TIME_OR_NULL,
         "minutesRemaining": _NUM, "elapsedMinutes": _NUM,
+        "utilization": _NUM_OR_NULL, "resetsAt": _TIME_OR_NULL,
+        "limitSource": {"enum": ["headers", "configured", "learned", None]},
+        "limitWindow": _STR_OR_NULL, "limitStatus": _STR_OR_NULL, "measuredAt": _TIME_OR_NULL,
     })
+    bucket = {"type": "object", "properties": {"limit": {"type": ["integer", "null"]},
+                                               "remaining": {"type": ["integer", "null"]},
+                                               "resetsAt": _TIME_OR_NULL}}
+    limit_window = {"type": "object", "properties": {"utilization": _NUM_OR_NULL, "resetsAt": _TIME_OR_NULL,
+                                                     "status": _STR_OR_NULL, "surpassedThreshold": _NUM},
+                    "required": ["utilization", "resetsAt", "status"]}
+    limits_account = _obj({
+        "accountId": _STR, "kind": {"enum": ["subscription", "api_key", None]}, "observedAt": _TIME,
+        "requestId": _STR_OR_NULL, "statusCode": {"type": ["integer", "null"]}, "status": _STR_OR_NULL,
+        "representativeClaim": _STR_OR_NULL, "resetsAt": _TIME_OR_NULL, "fallbackPercentage": _NUM_OR_NULL,
+        "windows": {"type": "object", "additionalProperties": limit_window},
+        "overage": _obj({"status": _STR_OR_NULL, "resetsAt": _TIME_OR_NULL, "disabledReason": _STR_OR_NULL}),
+        "rateLimits": {"type": "object", "additionalProperties": bucket},
+        "priority": {"type": "object", "additionalProperties": bucket},
+        "retryAfterS": _NUM_OR_NULL,
+        "extra": {"type": "object", "additionalProperties": _STR},
+        "headers": {"type": "object", "additionalProperties": _STR},
+    }, ["accountId", "kind", "observedAt", "status", "representativeClaim", "resetsAt", "fallbackPercentage",
+        "windows", "overage", "rateLimits", "retryAfterS", "headers"])
     headers = {"type": ["object", "null"], "additionalProperties": {"type": "string"}}
     return {
         "Error": _obj({"error": _obj({"type": _STR, "message": _STR, "param": _STR}, ["type", "message"])}),
@@ -163,6 +185,17 @@ def _schemas() -> dict[str, Any]:
             "byModel": {"type": "array", "items": _obj({"model": _STR, **group})},
             "byDomain": {"type": "array", "items": _obj({"domain": _STR, **group})},
         }),
+        "LimitsAccount": limits_account,
+        "Limits": _obj({"now": _TIME, "accounts": {"type": "array", "items": _ref("LimitsAccount")}}),
+        "LimitsHistory": _obj({
+            "accountId": _STR, "window": _STR, "since": _TIME, "until": _TIME,
+            "samples": {"type": "array", "items": _obj({
+                "window": _STR, "time": _TIME, "observedAt": _TIME, "utilization": _NUM_OR_NULL,
+                "resetsAt": _TIME_OR_NULL, "status": _STR_OR_NULL})},
+            "projection": _obj({"utilization": _NUM_OR_NULL, "ratePerHour": _NUM_OR_NULL, "resetsAt": _TIME_OR_NULL,
+                                "projectedFullAt": _TIME_OR_NULL, "minutesBeforeReset": _NUM_OR_NULL,
+                                "hitsLimitBeforeReset": {"type": "boolean"}}),
+        }, ["accountId", "window", "since", "until", "samples"]),
         "TokenUsageCurrent": {"oneOf": [
             _ref("TokenWindow"),
             _obj({"windowMinutes": _INT, "now": _TIME,
@@ -286,6 +319,16 @@ def openapi_document(version: str) -> dict[str, Any]:
             [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
              _q("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 20}, "Latest requests.")],
             _ref("SessionDetail"), {"404": _error_response("No session with this id.")}),
+        "/api/limits": _get(
+            "Each account's rate limits exactly as the latest answer's headers said them (docs/limits.md).",
+            [_ACCOUNT, _ACCOUNT_ALIAS], _ref("Limits")),
+        "/api/limits/history": _get(
+            "Utilization samples of an account's window (at most one a minute), with burn and exhaustion.",
+            [{**_ACCOUNT, "description": "The account (required)."}, _ACCOUNT_ALIAS,
+             _q("window", {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,32}$", "default": "5h"},
+                "Window as Anthropic names it (5h, 7d, 7d_oi, ...) or all."),
+             _since("24h"), _UNTIL],
+            _ref("LimitsHistory")),
         "/api/sse": {"get": {
             "summary": "Live stream: request and alert events, heartbeats; honours Last-Event-ID.",
             "parameters": [

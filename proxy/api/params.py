@@ -164,3 +164,25 @@ def parse_event_id(value: str | None, name: str) -> int | None:
     if not re.fullmatch(r"[0-9]{1,18}", value.strip()):
         raise BadParam(name, "expected a non-negative integer event id")
     return int(value.strip())
+
+
+def reject_unknown(args: Mapping[str, str], *allowed: str) -> None:
+    """A query parameter the route does not know is a 400 that names it."""
+    for name in args:
+        if name not in allowed:
+            raise BadParam(name, f"unknown query parameter (this route takes {', '.join(allowed) or 'none'})")
+
+
+_WINDOW_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+def parse_window_name(args: Mapping[str, str], name: str, default: str | None) -> str | None:
+    """A rate-limit window as Anthropic names it (``5h``, ``7d``, ``7d_oi``, …); ``all`` = every window."""
+    raw = raw_param(args, name)
+    if raw is None:
+        return default
+    if raw == "all":
+        return None
+    if not _WINDOW_NAME.fullmatch(raw):
+        raise BadParam(name, "expected a window name like 5h, 7d, 7d_oi (or all)")
+    return raw

@@ -22,12 +22,14 @@ import aiohttp
 import orjson
 
 from nexus.core.accounts import AccountResolver, normalize_host
+from nexus.core.ratelimits import pick_headers
 from nexus.core.records import (
     CLIENT_ABORTED_STATUS,
     REQUEST_TYPE_COUNT_TOKENS,
     REQUEST_TYPE_MESSAGES,
     REQUEST_TYPE_OTHER,
     Record,
+    utcnow,
 )
 from nexus.core.redact import client_secret, header_names, redact_headers
 from nexus.core.sessions import attribute, tag_header_map
@@ -262,6 +264,9 @@ async def _forward(runtime: Runtime, path: str, session: aiohttp.ClientSession,
     if exchange is not None:
         exchange.record.status_code = resp.status
         exchange.record.request_id = resp.headers.get("request-id")
+        rl = pick_headers(resp.headers.items())
+        if rl is not None:
+            exchange.record.ratelimit_headers, exchange.record.ratelimit_observed_at = rl, utcnow()
         if settings.proxy.store_bodies != "none":
             exchange.response_headers = resp.headers
     content_type = resp.headers.get("content-type", "")

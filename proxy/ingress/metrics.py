@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 from nexus.core.latency import LATENCY_BUCKETS_MS
 from nexus.core.records import Record
@@ -133,6 +134,54 @@ class _Bounded:
                 self.metric.remove(*key)
             except KeyError:
                 pass
+
+
+_BUCKET_KIND = {"requests": "requests", "tokens": "tokens", "inputTokens": "input_tokens",
+                "outputTokens": "output_tokens"}
+
+
+class RateLimitCollector:
+    """``claude_proxy_ratelimit_*`` at scrape time from the recorder's limits board (docs/limits.md).
+
+    Only accounts seen in the last 24 hours are listed (``LimitsBoard.recent``), so the label
+    set stays bounded.
+    """
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> Any:
+        util = GaugeMetricFamily("claude_proxy_ratelimit_utilization",
+                                 "Utilization of a rate-limit window as Anthropic reported it (fraction, may exceed 1)",
+                                 labels=["account", "window"])
+        reset = GaugeMetricFamily("claude_proxy_ratelimit_reset_timestamp_seconds",
+                                  "When a rate-limit window resets (Unix time)", labels=["account", "window"])
+        remaining = GaugeMetricFamily("claude_proxy_ratelimit_remaining",
+                                      "API-key rate limit headroom as Anthropic reported it",
+                                      labels=["account", "kind"])
+        status = GaugeMetricFamily("claude_proxy_ratelimit_status",
+                                   "1 for an account's current unified rate-limit status",
+                                   labels=["account", "status"])
+        recorder = self.runtime.recorder
+        for account, cur in (recorder.limits.recent() if recorder is not None else []):
+            snap, acct = cur.snapshot, _label(account)
+            for name, win in snap.windows.items():
+                if win.utilization is not None:
+                    util.add_metric([acct, name], win.utilization)
+                if win.resets_at is not None:
+                    reset.add_metric([acct, name], win.resets_at.timestamp())
+            for key, bucket in snap.rate_limits.items():
+                if bucket.remaining is not None:
+                    remaining.add_metric([acct, _BUCKET_KIND.get(key, key)], float(bucket.remaining))
+            if snap.status:
+                status.add_metric([acct, snap.status], 1.0)
+        yield util
+        yield reset
+        yield remaining
+        yield status
 
 
 class Metrics:
@@ -280,6 +329,7 @@ class Metrics:
         self.session_idle_s = runtime.settings.proxy.session_idle_s
         self.sessions_active.set_function(lambda: float(self.active_sessions()))
         self.db_up.set_function(lambda: 1.0 if runtime.db_connected else 0.0)
+        self.registry.register(RateLimitCollector(runtime))
         self.queue_depth.set_function(
             lambda: float(runtime.recorder.queue_depth) if runtime.recorder is not None else 0.0)
         self.journal_pending.set_function(

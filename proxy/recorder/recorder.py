@@ -25,6 +25,7 @@ from nexus.core.records import Record
 from nexus.store.errors import DB_AWAY
 from nexus.store.write import PartitionCache, insert_records
 from proxy.recorder.journal import Journal
+from proxy.recorder.limits import LimitsBoard
 from proxy.recorder.token_stats import TokenStats
 from proxy.runtime import Runtime
 
@@ -50,6 +51,7 @@ class Recorder:
         self.batch_size = s.recorder.batch_size
         self.flush_interval = s.recorder.flush_interval_s
         self.token_stats = TokenStats()
+        self.limits = LimitsBoard(runtime.broker)
         self.partitions = PartitionCache()
         self.written = 0
         self.dropped = 0
@@ -97,6 +99,8 @@ class Recorder:
             event = record.to_event()
             event_json = orjson.dumps(event)
             rt.broker.publish("request", event, event_json)
+            if record.ratelimit_headers:
+                self.limits.observe(record)
             if self.on_record is not None:
                 self.on_record(record)
         except Exception:  # noqa: BLE001 - observability must never fail a request
@@ -122,6 +126,7 @@ class Recorder:
         """Flush everything (to the DB, else the journal) and stop."""
         self._stopping = True
         self._wake.set()
+        self.limits.close()
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout)

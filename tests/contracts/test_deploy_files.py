@@ -25,7 +25,7 @@ PROMQL_WORDS = {
     "sum", "max", "min", "avg", "count", "rate", "increase", "irate", "histogram_quantile", "by", "without",
     "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset", "le", "type",
     "instance", "error_type", "status", "domain", "model", "job", "topk", "bottomk", "abs", "clamp_min",
-    "vector", "scalar", "time",
+    "vector", "scalar", "time", "account", "window", "kind",  # grouping labels, not metrics
 }
 
 
@@ -111,7 +111,10 @@ async def test_every_promql_metric_exists_in_a_real_scrape(stack):
             await r.aread()
         await c.post("/v1/messages", json=body, headers={**hdr, "x-mock-status": "529"})
         await c.post("/v1/messages", json={**body, "model": "no-such-model-x"}, headers=hdr)
-        await stack.wait_rows(4)
+        # a subscription credential: the unified rate-limit family (utilization, status)
+        await c.post("/v1/messages", json=body, headers={"authorization": "Bearer sk-ant-oat01-deploy-files",
+                                                         "anthropic-version": "2023-06-01"})
+        await stack.wait_rows(5)
         scrape = (await c.get("/metrics")).text
     samples: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(scrape):

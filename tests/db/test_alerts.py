@@ -340,3 +340,51 @@ async def test_evaluator_survives_the_database_going_away(make_manager, capture)
     assert not m._task.done() and m.last_error is not None
     m._task.cancel()
     m.runtime.pool = await create_pool(m.settings.database.url, min_size=0, max_size=2)
+
+
+def _unified_record(at: datetime, util: str, reset: datetime, status: str = "allowed_warning",
+                    account: str = "acct_sub") -> Record:
+    """An answer whose headers say the account's 5h window is at ``util`` and resets at ``reset``."""
+    epoch = str(int(reset.timestamp()))
+    headers = {"anthropic-ratelimit-unified-status": status, "anthropic-ratelimit-unified-reset": epoch,
+               "anthropic-ratelimit-unified-representative-claim": "five_hour",
+               "anthropic-ratelimit-unified-5h-utilization": util, "anthropic-ratelimit-unified-5h-reset": epoch,
+               "anthropic-ratelimit-unified-5h-status": status,
+               "anthropic-ratelimit-unified-7d-utilization": "0.2",
+               "anthropic-ratelimit-unified-7d-reset": str(int((reset + timedelta(days=3)).timestamp())),
+               "anthropic-ratelimit-unified-7d-status": "allowed"}
+    return Record(created_at=at, domain="d.example", account_id=account, model="claude-sonnet-4-5",
+                  status_code=429 if status == "rejected" else 200, input_tokens=10, output_tokens=10,
+                  ratelimit_headers=headers, ratelimit_observed_at=at)
+
+
+async def test_token_window_fires_on_measured_utilization_and_resolves_after_reset(make_manager, db_dsn, capture):
+    clock = FakeClock()
+    m = await make_manager(clock)  # no limit configured: the measured utilization is enough
+    reset = T0 + timedelta(hours=4)
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        await insert_records(conn, [_unified_record(T0, "0.5", reset, "allowed")])
+        assert await m.evaluate_once() == []
+        clock.advance(60)
+        await insert_records(conn, [_unified_record(clock.now, "0.85", reset)])
+        got = await m.evaluate_once()
+        assert [(e["event"], e["rule"], e["key"]) for e in got] == [("firing", "token_window", "acct_sub:5h")]
+        assert got[0]["summary"] == "Token limit approaching for acct_sub : 5h window at 85 %, resets 14:00 UTC"
+        assert got[0]["value"] == pytest.approx(85.0)
+        clock.advance(60)
+        assert await m.evaluate_once() == []  # still firing: no second notification
+        clock.advance(4 * 3600)  # past the reset: the window is new, the alert resolves
+        got = await m.evaluate_once()
+        assert [(e["event"], e["key"]) for e in got] == [("resolved", "acct_sub:5h")]
+
+        # a rejection fires at once, whatever the percentage
+        clock.advance(60)
+        reset2 = clock.now + timedelta(hours=5)
+        await insert_records(conn, [_unified_record(clock.now, "0.4", reset2, "rejected", account="acct_rej")])
+        got = await m.evaluate_once()
+        assert [(e["event"], e["key"]) for e in got] == [("firing", "acct_rej:5h")]
+        assert "(rejected)" in got[0]["summary"]
+    finally:
+        await conn.close()
+    await _settle(capture, 3)

@@ -30,6 +30,8 @@ ROUTE_PARAMS: dict[str, list[str]] = {
     "/api/sessions/{}": ["limit"],
     "/api/alerts": ["limit"],
     "/api/sse": ["lastEventId"],
+    "/api/limits": ["accountId", "account"],
+    "/api/limits/history": ["accountId", "account", "window", "since", "until"],
     "/api/info": [],
     "/api/openapi.json": [],
 }
@@ -198,7 +200,7 @@ async def test_fuzz_every_parameter_never_500(loaded_api, data):
             assert r.status_code == 400 and body["error"]["param"] == "unknownParam", (path, params)
         if r.status_code == 400:
             assert body["error"]["type"] == "invalid_request_error"
-            assert body["error"]["param"] in names + ["unknownParam"]
+            assert body["error"]["param"] in names + ["unknownParam"]  # an unknown one is named too
     rid = data.draw(st.one_of(_text.filter(lambda s: "/" not in s), st.uuids().map(str)), label="id")
     r = await a.client.get("/api/requests/" + (quote(rid, safe="") or "x"))
     assert r.status_code in (200, 400, 404), (rid, r.status_code)

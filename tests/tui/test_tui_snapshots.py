@@ -146,6 +146,39 @@ def canned(path: str, params: dict[str, str]) -> Any:
                 "projectedExhaustion": iso(NOW + timedelta(minutes=57)) if limited else None,
                 "minutesRemaining": 210.0 - 20 * i})
         return {"windowMinutes": 300, "now": iso(NOW), "accounts": accts}
+    if path == "/api/limits":
+        reset5 = NOW + timedelta(hours=1, minutes=15)
+        week = NOW + timedelta(days=3, hours=4)
+        return {"now": iso(NOW), "accounts": [
+            {"accountId": ACCOUNTS[0], "kind": "subscription", "observedAt": iso(NOW - timedelta(seconds=5)),
+             "requestId": "req_canned0000", "statusCode": 200, "status": "allowed_warning",
+             "representativeClaim": "five_hour", "resetsAt": iso(reset5), "fallbackPercentage": 0.5,
+             "windows": {"5h": {"utilization": 0.86, "resetsAt": iso(reset5), "status": "allowed_warning"},
+                         "7d": {"utilization": 0.31, "resetsAt": iso(week), "status": "allowed"},
+                         "7d_oi": {"utilization": 0.12, "resetsAt": iso(week), "status": "allowed"}},
+             "overage": {"status": "rejected", "resetsAt": None, "disabledReason": "org_level_disabled"},
+             "rateLimits": {}, "retryAfterS": None,
+             "headers": {"anthropic-ratelimit-unified-status": "allowed_warning",
+                         "anthropic-ratelimit-unified-5h-utilization": "0.86",
+                         "anthropic-ratelimit-unified-5h-reset": str(int(reset5.timestamp())),
+                         "anthropic-ratelimit-unified-5h-status": "allowed_warning",
+                         "anthropic-ratelimit-unified-7d-utilization": "0.31"}},
+            {"accountId": ACCOUNTS[1], "kind": "api_key", "observedAt": iso(NOW - timedelta(seconds=2)),
+             "requestId": "req_canned0001", "statusCode": 200, "status": None, "representativeClaim": None,
+             "resetsAt": None, "fallbackPercentage": None, "windows": {},
+             "overage": {"status": None, "resetsAt": None, "disabledReason": None},
+             "rateLimits": {"requests": {"limit": 4000, "remaining": 3000, "resetsAt": iso(NOW + timedelta(seconds=15))},
+                            "tokens": {"limit": 2400000, "remaining": 600000,
+                                       "resetsAt": iso(NOW + timedelta(seconds=15))}},
+             "retryAfterS": None, "headers": {"anthropic-ratelimit-requests-limit": "4000"}},
+        ]}
+    if path == "/api/limits/history":
+        start = NOW - timedelta(hours=3)
+        samples = [{"window": "5h", "time": iso(start + timedelta(minutes=6 * i)), "utilization": 0.02 * i}
+                   for i in range(31)]
+        samples += [{"window": "7d", "time": iso(start + timedelta(minutes=6 * i)), "utilization": 0.25 + 0.002 * i}
+                    for i in range(31)]
+        return {"accountId": params.get("accountId"), "window": "all", "samples": samples}
     if path == "/api/costs":
         return {"days": 31, "currency": "USD", "totalCostUsd": 123.45, "todayUsd": 4.2, "monthToDateUsd": 98.7,
                 "monthElapsedDays": 26.24, "monthDays": 30, "monthEndProjectionUsd": 112.84,
@@ -221,7 +254,8 @@ async def loaded(pilot: Any) -> None:
     app = pilot.app
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if (app.polls > 0 and "costs" in app.data and app.query_one("#log").row_count >= 20):
+        if (app.polls > 0 and "costs" in app.data and "limits" in app.data
+                and app.query_one("#log").row_count >= 20):
             break
         await pilot.pause(0.05)
     await pilot.pause(0.2)
@@ -233,6 +267,32 @@ def test_main_screen_120x40(snap_compare: Any) -> None:
 
 def test_main_screen_80x24(snap_compare: Any) -> None:
     assert snap_compare(make_app(), terminal_size=(80, 24), run_before=loaded)
+
+
+def test_limits_account_screen_80x24(snap_compare: Any) -> None:
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=open_limits)
+
+
+def test_limits_account_screen_120x40(snap_compare: Any) -> None:
+    assert snap_compare(make_app(), terminal_size=(120, 40), run_before=open_limits)
+
+
+async def open_limits(pilot: Any) -> None:
+    from tui.panels.windows import TokenWindowsPanel
+    from tui.screens.limits import LimitsScreen
+
+    await loaded(pilot)
+    app = pilot.app
+    panel = app.query_one(TokenWindowsPanel)
+    panel.focus()
+    await pilot.pause()
+    await pilot.press("enter")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if isinstance(app.screen, LimitsScreen) and app.screen.history is not None:
+            break
+        await pilot.pause(0.05)
+    await pilot.pause(0.2)
 
 
 def test_help_screen(snap_compare: Any) -> None:

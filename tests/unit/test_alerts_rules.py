@@ -164,7 +164,8 @@ def test_pool_and_budget_observations():
     obs = {o.key: o for o in observe_daily_cost(cfg, 11.0, {"acct_a": 1.5})}
     assert obs["global"].breached and not obs["account:acct_a"].breached
     assert _cfg().rules[RULE_DAILY_COST].enabled is False  # no budget configured: rule off
-    assert _cfg().rules[RULE_TOKEN_WINDOW].enabled is False
+    # measured utilization needs no configuration: the token-window rule is on by default
+    assert _cfg().rules[RULE_TOKEN_WINDOW].enabled is True
     assert {RULE_DB_POOL, RULE_P95_LATENCY} <= set(cfg.rules)
 
 
@@ -190,3 +191,27 @@ def test_transition_dedup_key_is_stable_per_incident():
     clock.advance(61)
     again = tr.evaluate(observe_error_rate(cfg, 100, 50), [RULE_ERROR_RATE])[0]
     assert again.kind == KIND_REPEAT and again.dedup_key == first.dedup_key
+
+
+def test_measured_windows_every_window_threshold_rejected_and_reset():
+    from proxy.alerts.rules import observe_measured_windows
+
+    cfg = _cfg()
+    now = datetime(2030, 1, 1, 10, 0, tzinfo=UTC)
+    snaps = {
+        "acct_a": {"status": "allowed_warning", "windows": {
+            "5h": {"utilization": 0.86, "resetsAt": "2030-01-01T14:00:00+00:00", "status": "allowed_warning"},
+            "7d": {"utilization": 0.79, "resetsAt": "2030-01-05T00:00:00+00:00", "status": "allowed"},
+            "7d_oi": {"utilization": 1.2, "resetsAt": "2030-01-05T00:00:00+00:00", "status": "rejected"},
+            "bad": {"utilization": "x"}}},
+        "acct_old": {"windows": {"5h": {"utilization": 0.99, "resetsAt": "2030-01-01T09:00:00+00:00"}}},
+        "acct_rej": {"status": "rejected", "resetsAt": "2030-01-01T11:00:00+00:00", "windows": {}},
+    }
+    got = {o.key: o for o in observe_measured_windows(cfg, snaps, now)}
+    assert set(got) == {"acct_a:5h", "acct_a:7d", "acct_a:7d_oi", "acct_old:5h", "acct_rej:status"}
+    assert got["acct_a:5h"].breached and got["acct_a:5h"].value == 86.0
+    assert got["acct_a:5h"].summary == "Token limit approaching for acct_a : 5h window at 86 %, resets 14:00 UTC"
+    assert not got["acct_a:7d"].breached
+    assert got["acct_a:7d_oi"].breached and "(rejected)" in got["acct_a:7d_oi"].summary
+    assert not got["acct_old:5h"].breached  # reset already passed
+    assert got["acct_rej:status"].breached

@@ -16,7 +16,18 @@ import httpx
 from tui.api.errors import ApiAuthError, ApiError, ApiUnreachable, auth_message
 from tui.api.models import Alert, Info, RequestDetail, RequestEvent, field_of, parse_alerts
 from tui.api.query import Query
-from tui.api.reports import Costs, ErrorsReport, Stats, Timeseries, TokenWindow, parse_windows
+from tui.api.reports import (
+    Costs,
+    ErrorsReport,
+    LimitAccount,
+    LimitSample,
+    Stats,
+    Timeseries,
+    TokenWindow,
+    parse_history,
+    parse_limits,
+    parse_windows,
+)
 from tui.api.sessions import Session, SessionDetail, SessionFilter, parse_sessions
 from tui.api.stream import EventStream
 
@@ -91,6 +102,15 @@ class DashboardClient:
                                                                  "accountId": q.account,
                                                                  "domain": q.domain})
         return parse_windows(data)
+
+    async def limits(self, q: Query | None = None) -> list[LimitAccount]:
+        """Every account's rate limits as Anthropic's latest answer said them (``/api/limits``)."""
+        params = {"accountId": q.account} if q is not None and q.account else None
+        return parse_limits(await self.get_json("/api/limits", params))
+
+    async def limits_history(self, account: str, window: str = "all", since: str = "24h") -> list[LimitSample]:
+        return parse_history(await self.get_json("/api/limits/history", {
+            "accountId": account, "window": window, "since": since}))
 
     async def costs(self, q: Query | None = None, days: int = 31) -> Costs:
         q = q or Query()

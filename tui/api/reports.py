@@ -10,6 +10,11 @@ from typing import Any
 from tui.api.models import RequestEvent, Tokens, as_float, as_int, as_opt_float, field_of, parse_time
 
 
+def as_opt_int(v: Any) -> int | None:
+    f = as_opt_float(v)
+    return None if f is None else int(f)
+
+
 @dataclass(slots=True)
 class Breakdown:
     key: str
@@ -144,6 +149,10 @@ class TokenWindow:
     projected_total: float | None = None
     exhaustion_time: datetime | None = None
     active: bool = True
+    # Measured (``limitSource`` = headers: Anthropic's utilization) or estimated (configured/learned).
+    utilization: float | None = None  # fraction
+    resets_at: datetime | None = None
+    limit_source: str | None = None
 
     @classmethod
     def parse(cls, d: Mapping[str, Any]) -> TokenWindow:
@@ -172,7 +181,14 @@ class TokenWindow:
                                             "projected_total")),
             exhaustion_time=parse_time(field_of(d, "exhaustionTime", "projectedExhaustion",
                                             "exhaustsAt", "exhaustionAt")),
+            utilization=as_opt_float(d.get("utilization")),
+            resets_at=parse_time(d.get("resetsAt")),
+            limit_source=d.get("limitSource") if isinstance(d.get("limitSource"), str) else None,
         )
+
+    @property
+    def measured(self) -> bool:
+        return self.limit_source == "headers"
 
 
 def parse_windows(d: Any) -> list[TokenWindow]:
@@ -285,4 +301,96 @@ def parse_error_groups(d: Any) -> list[ErrorGroup]:
                 count=as_int(field_of(r, "count", "requests", "total")),
                 domains=[str(x) for x in domains],
             ))
+    return out
+
+
+@dataclass(slots=True)
+class LimitWindow:
+    """One window of an account's rate limits (``5h``, ``7d``, ``7d_oi``, …), as the headers said."""
+
+    name: str
+    utilization: float | None = None  # fraction, may exceed 1
+    resets_at: datetime | None = None
+    status: str | None = None
+
+
+@dataclass(slots=True)
+class LimitBucket:
+    """API-key headroom of one kind (requests, tokens, input/output tokens)."""
+
+    kind: str
+    limit: int | None = None
+    remaining: int | None = None
+    resets_at: datetime | None = None
+
+
+# Windows in the order the panel shows them; unknown ones follow, by name.
+WINDOW_ORDER = {"5h": 0, "7d": 1, "7d_oi": 2}
+
+
+@dataclass(slots=True)
+class LimitAccount:
+    """One account of ``/api/limits``: exactly what the latest answer's headers said."""
+
+    account_id: str
+    kind: str | None = None  # subscription | api_key
+    observed_at: datetime | None = None
+    status: str | None = None
+    claim: str | None = None
+    resets_at: datetime | None = None
+    windows: list[LimitWindow] = field(default_factory=list)
+    buckets: list[LimitBucket] = field(default_factory=list)
+    retry_after_s: float | None = None
+    overage_status: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def window(self, name: str) -> LimitWindow | None:
+        return next((w for w in self.windows if w.name == name), None)
+
+    @classmethod
+    def parse(cls, d: Mapping[str, Any]) -> LimitAccount:
+        wins = d.get("windows") if isinstance(d.get("windows"), Mapping) else {}
+        windows = [LimitWindow(str(n), as_opt_float(w.get("utilization")), parse_time(w.get("resetsAt")),
+                               w.get("status") if isinstance(w.get("status"), str) else None)
+                   for n, w in wins.items() if isinstance(w, Mapping)]
+        windows.sort(key=lambda w: (WINDOW_ORDER.get(w.name, 9), w.name))
+        rls = d.get("rateLimits") if isinstance(d.get("rateLimits"), Mapping) else {}
+        buckets = [LimitBucket(str(k), as_opt_int(b.get("limit")), as_opt_int(b.get("remaining")),
+                               parse_time(b.get("resetsAt")))
+                   for k, b in rls.items() if isinstance(b, Mapping)]
+        overage = d.get("overage") if isinstance(d.get("overage"), Mapping) else {}
+        headers = d.get("headers") if isinstance(d.get("headers"), Mapping) else {}
+
+        def text(v: Any) -> str | None:
+            return v if isinstance(v, str) else None
+
+        return cls(account_id=str(d.get("accountId") or ""), kind=text(d.get("kind")),
+                   observed_at=parse_time(d.get("observedAt")), status=text(d.get("status")),
+                   claim=text(d.get("representativeClaim")), resets_at=parse_time(d.get("resetsAt")),
+                   windows=windows, buckets=buckets, retry_after_s=as_opt_float(d.get("retryAfterS")),
+                   overage_status=text(overage.get("status")),
+                   headers={str(k): str(v) for k, v in headers.items()})
+
+
+def parse_limits(d: Any) -> list[LimitAccount]:
+    rows = d.get("accounts") if isinstance(d, Mapping) else d
+    return [LimitAccount.parse(r) for r in rows or [] if isinstance(r, Mapping)]
+
+
+@dataclass(slots=True)
+class LimitSample:
+    window: str
+    time: datetime
+    utilization: float
+
+
+def parse_history(d: Any) -> list[LimitSample]:
+    rows = d.get("samples") if isinstance(d, Mapping) else None
+    out = []
+    for r in rows or []:
+        if not isinstance(r, Mapping):
+            continue
+        t, u = parse_time(r.get("time")), as_opt_float(r.get("utilization"))
+        if t is not None and u is not None:
+            out.append(LimitSample(str(r.get("window") or ""), t, u))
     return out

@@ -13,7 +13,7 @@ from textual.widgets import Footer, Static
 KEYS: list[tuple[str, str]] = [
     ("↑ ↓  j k", "move in a table"),
     ("Tab / Shift+Tab", "next / previous panel"),
-    ("Enter", "open the selected request or error (drill-down)"),
+    ("Enter", "open the selected request or error (drill-down); on Limits: the account's windows"),
     ("Esc", "back / close"),
     ("/", "filter by domain, account, model, session or tag (name:value)"),
     ("t", "cycle time range: 15m → 1h → 6h → 24h → 7d"),
@@ -36,7 +36,8 @@ def help_renderable() -> Table:
     for k, v in KEYS:
         t.add_row(k, v)
     t.add_row("", "")
-    t.add_row("", Text("Panels: request rate, latency p50/p95, token windows (5 h), costs, live log, "
+    t.add_row("", Text("Panels: request rate, latency p50/p95, limits (5 h / weekly / per-model windows as "
+                       "Anthropic measures them; ~est = estimated, key = API-key headroom), costs, live log, "
                        "errors. The header shows connection state, proxy uptime, range and filter.",
                        style="dim"))
     return t

@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from nexus.sim.mock.limits import Limits
+
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
@@ -89,6 +91,16 @@ class MockConfig:
     events: int = 5
     max_recorded: int = 1000
     cache_ttl_scale: float = 1.0
+    # Subscription windows (nexus.sim.mock.limits): token budgets and lengths; API-key buckets per minute.
+    unified_5h_tokens: int = 5_000_000
+    unified_7d_tokens: int = 50_000_000
+    unified_7d_oi_tokens: int = 20_000_000
+    unified_budgets: dict[str, int] = field(default_factory=dict)  # credential -> its own 5h budget
+    unified_5h_seconds: float = 5 * 3600
+    unified_7d_seconds: float = 7 * 86400
+    rl_requests: int = RL_REQUESTS
+    rl_input_tokens: int = RL_INPUT_TOKENS
+    rl_output_tokens: int = RL_OUTPUT_TOKENS
 
 
 @dataclass
@@ -100,15 +112,12 @@ class MockState:
     rng: random.Random = field(init=False)
     # prefix hash -> expiry (monotonic); bounded so a long demo cannot grow it without limit.
     cache: OrderedDict[bytes, float] = field(default_factory=OrderedDict)
-    window_start: int = 0
-    window_requests: int = 0
-    window_input: int = 0
-    window_output: int = 0
-    window_reset: str = ""
+    limits: Limits = field(init=False)
 
     def __post_init__(self) -> None:
         self.requests = deque(maxlen=max(1, self.config.max_recorded))
         self.rng = random.Random(self.config.seed)
+        self.limits = Limits(self.config)
 
     # An "incident": a higher error rate until a monotonic deadline (POST /_mock/incident), so a
     # demo can show an alert firing and resolving.
@@ -125,6 +134,7 @@ class MockState:
         self.requests.clear()
         self.cache.clear()
         self.webhooks.clear()
+        self.limits.reset()
         self.incident_until = 0.0
 
 

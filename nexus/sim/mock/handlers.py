@@ -175,6 +175,11 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
 
     cfg = state.config
     streaming = payload.get("stream") is True
+    model_name = payload["model"]
+    rejected = state.limits.rejection(request, model_name)
+    if rejected is not None:  # a subscription window is full until its reset
+        return error_response(state, request, 429, message="This request would exceed your account's rate limit. "
+                              "Please try again later.", limit_headers=rejected[0])
     error_rate = state.current_error_rate()
     if error_rate > 0 and state.rng.random() < error_rate:
         return error_response(state, request, state.rng.choice((429, 429, 529, 529, 500)))
@@ -201,7 +206,7 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
         stop_reason = "tool_use"
     model: str = payload["model"]
     msg_id = new_id("msg_")
-    headers = common_headers(state, request, usage.input_tokens + usage.cache_write, usage.output_tokens)
+    headers = common_headers(state, request, usage.input_tokens + usage.cache_write, usage.output_tokens, model)
 
     if streaming:
         return await _stream(state, request, headers, msg_id, model, usage, tool, stop_reason, stream_error)
@@ -395,6 +400,11 @@ async def handle_mock_requests(request: web.Request) -> web.StreamResponse:
     if limit and limit.isdigit():
         items = items[-int(limit):] if int(limit) else []
     return web.Response(body=orjson.dumps(items), content_type=JSON_TYPE)
+
+
+async def handle_mock_limits(request: web.Request) -> web.StreamResponse:
+    """GET /_mock/limits: the rate-limit headers last sent per credential (by its hash)."""
+    return web.Response(body=orjson.dumps(request.app[STATE_KEY].limits.report()), content_type=JSON_TYPE)
 
 
 async def handle_mock_reset(request: web.Request) -> web.StreamResponse:

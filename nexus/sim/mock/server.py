@@ -17,6 +17,7 @@ from nexus.sim.mock.handlers import (
     handle_count_tokens,
     handle_messages,
     handle_mock_incident,
+    handle_mock_limits,
     handle_mock_requests,
     handle_mock_reset,
     handle_mock_webhook,
@@ -36,6 +37,7 @@ def create_mock_app(config: MockConfig | None = None) -> web.Application:
     r.add_get("/v1/models/{model_id}", handle_models)
     r.add_get("/_mock/requests", handle_mock_requests)
     r.add_post("/_mock/reset", handle_mock_reset)
+    r.add_get("/_mock/limits", handle_mock_limits)
     r.add_post("/_mock/incident", handle_mock_incident)
     r.add_route("GET", "/_mock/webhook", handle_mock_webhook)
     r.add_post("/_mock/webhook", handle_mock_webhook)

@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import gzip
 import secrets
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from nexus.sim.mock.config import (
-    ERROR_TYPES,
-    RL_INPUT_TOKENS,
-    RL_OUTPUT_TOKENS,
-    RL_REQUESTS,
-    RL_TOKENS,
-    MockState,
-)
+from nexus.sim.mock.config import ERROR_TYPES, MockState
 
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 
@@ -29,10 +20,6 @@ JSON_TYPE = "application/json"
 
 def new_id(prefix: str) -> str:
     return prefix + secrets.token_urlsafe(18).replace("-", "x").replace("_", "y")
-
-
-def _rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def int_header(request: web.Request, name: str) -> int | None:
@@ -45,37 +32,14 @@ def int_header(request: web.Request, name: str) -> int | None:
         return None
 
 
-def common_headers(state: MockState, request: web.Request, in_tok: int = 0, out_tok: int = 0) -> dict[str, str]:
-    """request-id and the anthropic-ratelimit-* family, computed from a per-minute window."""
-    now = time.time()
-    minute = int(now // 60)
-    if minute != state.window_start:
-        state.window_start = minute
-        state.window_requests = state.window_input = state.window_output = 0
-        state.window_reset = _rfc3339((minute + 1) * 60)
-    state.window_requests += 1
-    state.window_input += in_tok
-    state.window_output += out_tok
-    reset = state.window_reset
-    req_left = max(0, RL_REQUESTS - state.window_requests)
-    in_left = max(0, RL_INPUT_TOKENS - state.window_input)
-    out_left = max(0, RL_OUTPUT_TOKENS - state.window_output)
+def common_headers(state: MockState, request: web.Request, in_tok: int = 0, out_tok: int = 0,
+                   model: str | None = None) -> dict[str, str]:
+    """request-id and the rate-limit headers of this credential (``nexus.sim.mock.limits``)."""
     headers = {
         "request-id": new_id("req_"),
         "anthropic-organization-id": "00000000-0000-4000-8000-00000000a0c0",
-        "anthropic-ratelimit-requests-limit": str(RL_REQUESTS),
-        "anthropic-ratelimit-requests-remaining": str(req_left),
-        "anthropic-ratelimit-requests-reset": reset,
-        "anthropic-ratelimit-tokens-limit": str(RL_TOKENS),
-        "anthropic-ratelimit-tokens-remaining": str(in_left + out_left),
-        "anthropic-ratelimit-tokens-reset": reset,
-        "anthropic-ratelimit-input-tokens-limit": str(RL_INPUT_TOKENS),
-        "anthropic-ratelimit-input-tokens-remaining": str(in_left),
-        "anthropic-ratelimit-input-tokens-reset": reset,
-        "anthropic-ratelimit-output-tokens-limit": str(RL_OUTPUT_TOKENS),
-        "anthropic-ratelimit-output-tokens-remaining": str(out_left),
-        "anthropic-ratelimit-output-tokens-reset": reset,
     }
+    headers.update(state.limits.headers(request, model, in_tok, out_tok))
     beta = request.headers.get("anthropic-beta")
     if beta is not None:
         headers["x-mock-echo-beta"] = beta
@@ -83,16 +47,21 @@ def common_headers(state: MockState, request: web.Request, in_tok: int = 0, out_
 
 
 def error_response(
-    state: MockState, request: web.Request, status: int, etype: str | None = None, message: str | None = None
+    state: MockState, request: web.Request, status: int, etype: str | None = None, message: str | None = None,
+    limit_headers: dict[str, str] | None = None,
 ) -> web.Response:
     default_type, default_msg = ERROR_TYPES.get(status, ("api_error", "Internal server error"))
-    headers = common_headers(state, request)
+    if limit_headers is None:
+        headers = common_headers(state, request)
+    else:  # a subscription window is full: the rejection's own unified headers
+        headers = {"request-id": new_id("req_"),
+                   "anthropic-organization-id": "00000000-0000-4000-8000-00000000a0c0", **limit_headers}
     body = {
         "type": "error",
         "error": {"type": etype or default_type, "message": message or default_msg},
         "request_id": headers["request-id"],
     }
-    if status in (429, 529):
+    if status in (429, 529) and "retry-after" not in headers:
         headers["retry-after"] = request.headers.get("x-mock-retry-after", "1" if status == 529 else "2")
     if status == 529:
         headers["x-should-retry"] = "true"

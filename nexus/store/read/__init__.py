@@ -10,6 +10,7 @@ module                answers
 ``errors``            ``/api/errors``
 ``costs``             ``/api/costs``
 ``sessions``          ``/api/sessions``, ``/api/sessions/{id}``
+``limits``            ``/api/limits``, ``/api/limits/history``
 ``base`` / ``cache``  pool, timing, rollup reads, shared shapes
 ====================  =========================================
 """
@@ -22,6 +23,7 @@ from nexus.store.read.base import Filters, ping, timed
 from nexus.store.read.cache import RollupCache
 from nexus.store.read.costs import CostQueries
 from nexus.store.read.errors import ErrorQueries
+from nexus.store.read.limits import LimitQueries
 from nexus.store.read.requests import decode_cursor, encode_cursor, request_row
 from nexus.store.read.sessions import SessionQueries, decode_session_cursor
 from nexus.store.read.stats import StatsQueries
@@ -35,5 +37,6 @@ __all__ = [
 ]
 
 
-class DashboardQueries(StatsQueries, WindowQueries, TimeseriesQueries, ErrorQueries, CostQueries, SessionQueries):
+class DashboardQueries(StatsQueries, WindowQueries, TimeseriesQueries, ErrorQueries, CostQueries, LimitQueries,
+                       SessionQueries):
     """Every read the dashboard API makes, over one pool (built per request by the API)."""

@@ -6,11 +6,12 @@ alerts agree on where a window starts and how fast it burns).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from nexus.core.ratelimits import window_length
 from nexus.core.timebuckets import floor_minute, iso
 from nexus.core.windows import current_window, window_projection
 from nexus.store.read.base import Agg, Filters, QueryBase, num, tokens_obj
@@ -24,15 +25,80 @@ def _projection(total: int, start: datetime, end: datetime, now: datetime,
 
 
 
+def _add(agg: Agg, r: Mapping[str, Any]) -> None:
+    agg.requests += int(r["requests"])
+    agg.input += int(r["input_tokens"])
+    agg.output += int(r["output_tokens"])
+    agg.cache_creation += int(r["cache_creation"])
+    agg.cache_read += int(r["cache_read"])
+    agg.cost += r["cost"] or Decimal(0)
+
+
+def _estimated(body: dict[str, Any], limit: int | None, source: str | None, resets_at: str | None) -> dict[str, Any]:
+    pct = body.get("percentOfLimit")
+    body.update({"utilization": None if pct is None else round(pct / 100.0, 6), "resetsAt": resets_at,
+                 "limitSource": source if limit else None, "limitWindow": None, "limitStatus": None,
+                 "measuredAt": None})
+    return body
+
+
+def measured_window(snap: Mapping[str, Any] | None, length: timedelta,
+                    now: datetime) -> tuple[str, float, datetime, datetime, Mapping[str, Any]] | None:
+    """The headers' window of this ``length`` that is still open: (name, utilization, start, reset, snapshot)."""
+    if not snap:
+        return None
+    best = None
+    for name, win in (snap.get("windows") or {}).items():
+        if window_length(name) != length or not isinstance(win, Mapping):
+            continue
+        util, reset = win.get("utilization"), win.get("resetsAt")
+        if not isinstance(util, (int, float)) or not isinstance(reset, str):
+            continue
+        try:
+            end = datetime.fromisoformat(reset)
+        except ValueError:
+            continue
+        if end <= now:
+            continue  # it has reset since that answer: nothing is known of the new window
+        candidate = (name, float(util), end - length, end, snap)
+        if best is None or (name in ("5h", "7d") and best[0] not in ("5h", "7d")):
+            best = candidate
+    return best
+
+
+def measured_projection(util: float, start: datetime, end: datetime, now: datetime) -> dict[str, Any]:
+    """% of limit, its linear projection to the reset and the exhaustion time, from the utilization."""
+    length = max((end - start).total_seconds() / 60.0, 0.0)
+    elapsed = min(max((now - start).total_seconds() / 60.0, 1.0), length) if length else 0.0
+    remaining = min(max((end - now).total_seconds() / 60.0, 0.0), length)
+    rate = util / elapsed if elapsed > 0 else 0.0  # fraction per minute
+    projected = util + rate * remaining
+    exhaustion = None
+    if util >= 1.0:
+        exhaustion = iso(now)
+    elif rate > 0 and (1.0 - util) / rate <= remaining:
+        exhaustion = iso(now + timedelta(minutes=(1.0 - util) / rate))
+    return {"percentOfLimit": round(util * 100.0, 2), "projectedPercentOfLimit": round(projected * 100.0, 2),
+            "projectedExhaustion": exhaustion, "tokenLimit": None}
+
+
 class WindowQueries(QueryBase):
 
     async def token_usage_current(self, window_min: int, now: datetime, filters: Filters,
-                                  limit_for: Callable[[str], int | None]) -> list[dict[str, Any]]:
+                                  limit_for: Callable[[str], int | None],
+                                  measured: Mapping[str, Mapping[str, Any]] | None = None,
+                                  source_for: Callable[[str, int | None], str | None] | None = None,
+                                  ) -> list[dict[str, Any]]:
         """Current usage window of each account (or of ``filters.account``), Anthropic-style.
 
-        A window starts at the minute of an account's first request and lasts ``window_min``;
-        the first request after it ends opens the next one. Only rollup minutes are read.
+        Where the latest answer's rate-limit headers (``measured``: ``/api/limits`` accounts by id)
+        have a window of this length that has not reset, that window is the truth: it started at
+        ``reset - length``, its % of limit is the utilization Anthropic reported, ``limitSource`` is
+        ``headers``. Otherwise (estimated) a window starts at the minute of an account's first
+        request and lasts ``window_min``; the first request after it ends opens the next one, and
+        the % is tokens over the configured or learned limit. Only rollup minutes are read.
         """
+        measured = measured or {}
         window = timedelta(minutes=window_min)
         lookback = min(window * 4, timedelta(days=7))
         values = """sum(requests)::bigint AS requests, sum(input_tokens)::bigint AS input_tokens,
@@ -49,7 +115,24 @@ class WindowQueries(QueryBase):
         for r in rows:
             per_account.setdefault(r["account_id"], []).append(r)
         out: list[dict[str, Any]] = []
+        for account in sorted(set(measured) - set(per_account)):
+            if filters.account is None or filters.account == account:
+                per_account[account] = []  # headers but no traffic in the lookback: still shown
         for account, minutes in per_account.items():
+            truth = measured_window(measured.get(account), window, now)
+            if truth is not None:
+                name, util, start, end, snap = truth
+                agg = Agg()
+                for r in minutes:
+                    if r["bucket"] >= floor_minute(start):
+                        _add(agg, r)
+                body = self._window_json(account, True, window_min, start, end, now, agg, None)
+                body.update(measured_projection(util, start, end, now))
+                body.update({"utilization": util, "resetsAt": iso(end), "limitSource": "headers",
+                             "limitWindow": name, "limitStatus": (snap.get("windows") or {}).get(name, {}).get("status"),
+                             "measuredAt": snap.get("observedAt")})
+                out.append(body)
+                continue
             points = [(r["bucket"], int(r["input_tokens"] + r["output_tokens"] + r["cache_creation"]
                                         + r["cache_read"])) for r in minutes]
             win = current_window(points, now, window, floor_to_hour=False)
@@ -58,17 +141,14 @@ class WindowQueries(QueryBase):
             agg = Agg()
             for r in minutes:
                 if r["bucket"] >= win.start:
-                    agg.requests += int(r["requests"])
-                    agg.input += int(r["input_tokens"])
-                    agg.output += int(r["output_tokens"])
-                    agg.cache_creation += int(r["cache_creation"])
-                    agg.cache_read += int(r["cache_read"])
-                    agg.cost += r["cost"] or Decimal(0)
-            out.append(self._window_json(account, True, window_min, win.start, win.end, now, agg,
-                                         limit_for(account)))
+                    _add(agg, r)
+            limit = limit_for(account)
+            body = self._window_json(account, True, window_min, win.start, win.end, now, agg, limit)
+            out.append(_estimated(body, limit, source_for(account, limit) if source_for else None, iso(win.end)))
         if filters.account and not out:
-            out.append(self._window_json(filters.account, False, window_min, now - window, now, now, Agg(),
-                                         limit_for(filters.account)))
+            limit = limit_for(filters.account)
+            body = self._window_json(filters.account, False, window_min, now - window, now, now, Agg(), limit)
+            out.append(_estimated(body, limit, source_for(filters.account, limit) if source_for else None, None))
         out.sort(key=lambda w: (-w["totalTokens"], w["accountId"]))
         return out
 

@@ -1,0 +1,130 @@
+"""Enter on the limits panel: one account's windows, their utilization history, the raw headers.
+
+The history is ``/api/limits/history`` (one sample a minute at most, per window), drawn as a
+sparkline per window over the last 24 hours; the headers are the latest answer's rate-limit
+headers as they came (they carry no secret: credentials never reach this view).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from tui import fmt
+from tui.api.client import DashboardClient
+from tui.api.errors import ApiError
+from tui.api.reports import LimitAccount, LimitSample
+from tui.panels.windows import STATUS_LABEL, bar, countdown, pct_text, status_style
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int) -> str:
+    """The last ``width`` samples, scaled to 0..1 (1 and above = full)."""
+    if not values:
+        return ""
+    vals = values[-width:]
+    return "".join(SPARK[min(len(SPARK) - 1, max(0, int(min(v, 1.0) * (len(SPARK) - 1) + 0.5)))] for v in vals)
+
+
+def account_renderable(a: LimitAccount | None, account_id: str, history: list[LimitSample] | None,
+                       now: datetime, error: str | None = None) -> Table:
+    parts: list = []
+    if a is None:
+        parts.append(Text(f"{account_id}: no rate-limit headers seen yet (the panel estimates).", style="dim"))
+        return _stack(parts)
+    head = Text()
+    head.append(a.account_id, style="bold")
+    head.append(f"  {a.kind or fmt.DASH}", style="dim")
+    if a.status:
+        head.append("  ")
+        head.append(STATUS_LABEL.get(a.status, a.status), style=status_style(a.status))
+    if a.claim:
+        head.append(f"  binding: {a.claim}")
+    head.append(f"\nmeasured {fmt.clock(a.observed_at)} (latest answer)", style="dim")
+    if a.retry_after_s is not None:
+        head.append(f"  retry after {fmt.duration(a.retry_after_s)}", style="bold red")
+    if a.overage_status:
+        head.append(f"  overage {a.overage_status}", style="dim")
+    parts.append(head)
+    by_window: dict[str, list[float]] = {}
+    for s in history or []:
+        by_window.setdefault(s.window, []).append(s.utilization)
+    if a.windows:
+        t = Table(expand=True, box=None, padding=(0, 1))
+        for col in ("window", "used", "", "resets", "status", "last 24 h"):
+            t.add_column(col, no_wrap=True)
+        for w in a.windows:
+            style = status_style(w.status, w.utilization)
+            at = "" if w.resets_at is None else f" {w.resets_at.astimezone():%H:%M}"
+            t.add_row(w.name, Text(pct_text(w.utilization), style=style), Text(bar(w.utilization, 8), style=style),
+                      f"{countdown(w.resets_at, now)}{at}",
+                      Text(STATUS_LABEL.get(w.status or "", w.status or fmt.DASH), style=style),
+                      Text(sparkline(by_window.get(w.name, []), 24), style=style))
+        parts.append(t)
+    if a.buckets:
+        t = Table(expand=True, box=None, padding=(0, 1), title="API-key headroom (per minute)", title_justify="left")
+        for col in ("kind", "remaining", "limit", "resets"):
+            t.add_column(col, no_wrap=True)
+        for b in a.buckets:
+            t.add_row(b.kind, fmt.tokens(b.remaining), fmt.tokens(b.limit), countdown(b.resets_at, now))
+        parts.append(t)
+    if error:
+        parts.append(Text(f"history: {error}", style="yellow"))
+    if a.headers:
+        h = Text("\nlatest rate-limit headers\n", style="bold")
+        for k in sorted(a.headers):
+            h.append(f"{k}: ", style="dim")
+            h.append(f"{a.headers[k]}\n")
+        parts.append(h)
+    return _stack(parts)
+
+
+def _stack(parts: list) -> Table:
+    """The parts one under the other (a one-column grid: what a Static renders reliably)."""
+    grid = Table.grid(expand=True)
+    grid.add_column()
+    for p in parts:
+        grid.add_row(p)
+    return grid
+
+
+class LimitsScreen(Screen):
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
+
+    def __init__(self, client: DashboardClient, account_id: str, account: LimitAccount | None,
+                 now: datetime) -> None:
+        super().__init__()
+        self.client = client
+        self.account_id = account_id
+        self.account = account
+        self.now = now
+        self.history: list[LimitSample] | None = None
+        self.error: str | None = None
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="limits-scroll"):
+            yield Static(self._content(), id="limits-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#limits-scroll").border_title = f"Limits · {self.account_id}"
+        if self.account is not None and self.account.windows:
+            self.run_worker(self._load(), exit_on_error=False)
+
+    def _content(self) -> Table:
+        return account_renderable(self.account, self.account_id, self.history, self.now, self.error)
+
+    async def _load(self) -> None:
+        try:
+            self.history = await self.client.limits_history(self.account_id)
+        except ApiError as exc:
+            self.error = str(exc)
+        self.query_one("#limits-detail", Static).update(self._content())
