@@ -168,6 +168,7 @@ def _schemas() -> dict[str, Any]:
             "session": _ref("Session"), "agents": {"type": "array", "items": agent},
             "requests": {"type": "array", "items": _ref("RequestRow")},
             "quotaShare": {"type": ["object", "null"], "additionalProperties": _NUM},
+            "quotaShareNote": _STR_OR_NULL,
         }),
         "TokenWindow": window,
         "Health": _obj({"status": {"enum": ["ok", "degraded"]},

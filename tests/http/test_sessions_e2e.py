@@ -375,3 +375,29 @@ async def test_demo_traffic_rollup_equals_fresh_aggregation(sstack: Stack) -> No
         await conn.close()
     await assert_rollup_is_fresh(sstack.dsn)
     assert not any(k.lower().startswith("x-nexus-tag-") for r in sstack.mock.requests for k, _ in r["headers"])
+
+
+async def test_quota_share_per_session(sstack: Stack) -> None:
+    """Each rise of the subscription's measured utilization goes to the session whose request saw it."""
+    client = anthropic.AsyncAnthropic(auth_token="sk-ant-oat01-sessions-quota", base_url=sstack.proxy_url,
+                                      max_retries=0)
+    order = [S1, S1, S2, S1]
+    seen: list[dict[str, float]] = []
+    for sid in order:
+        raw = await client.messages.with_raw_response.create(
+            **body(), extra_headers={**cc_headers(sid), "x-mock-input-tokens": "50000"})
+        seen.append({w: float(raw.headers[f"anthropic-ratelimit-unified-{w}-utilization"]) for w in ("5h", "7d")})
+    await sstack.wait_rows(len(order))
+    want: dict[str, dict[str, float]] = {S1: {"5h": 0.0, "7d": 0.0}, S2: {"5h": 0.0, "7d": 0.0}}
+    for i in range(1, len(order)):  # the first answer has no earlier one to rise from
+        for w in ("5h", "7d"):
+            want[order[i]][w] += max(0.0, seen[i][w] - seen[i - 1][w])
+    assert want[S1]["5h"] > 0 and want[S2]["5h"] > 0
+    async with httpx.AsyncClient(base_url=sstack.dashboard_url, headers={"X-Dashboard-Key": sstack.key},
+                                 timeout=30) as api:
+        for sid in (S1, S2):
+            d = (await api.get(f"/api/sessions/{sid}")).json()
+            assert set(d["quotaShare"]) == {"5h", "7d"}
+            for w in ("5h", "7d"):
+                assert d["quotaShare"][w] == pytest.approx(want[sid][w], abs=1e-9), (sid, w)
+            assert d["quotaShareNote"].startswith("estimate: 1 other session")

@@ -87,6 +87,7 @@ class SessionDetail:
     agents: list[SessionAgent] = field(default_factory=list)
     requests: list[RequestEvent] = field(default_factory=list)
     quota_share: dict[str, float] | None = None
+    quota_note: str | None = None
 
     @classmethod
     def parse(cls, d: Mapping[str, Any]) -> SessionDetail:
@@ -96,6 +97,7 @@ class SessionDetail:
             agents=[SessionAgent.parse(a) for a in d.get("agents") or [] if isinstance(a, Mapping)],
             requests=[RequestEvent.parse(r) for r in d.get("requests") or [] if isinstance(r, Mapping)],
             quota_share={str(k): float(v) for k, v in share.items()} if isinstance(share, Mapping) else None,
+            quota_note=field_of(d, "quotaShareNote"),
         )
 
 

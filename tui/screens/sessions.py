@@ -272,7 +272,8 @@ class SessionDetailScreen(_Polling):
             f" · tags {_tags(s.tags)}\n",
             (f"{s.requests} requests", "bold"), f" ({s.errors} errors) · {fmt.tokens(s.tokens.total)} tokens · ",
             (fmt.usd(s.cost_usd) if s.cost_usd is not None else fmt.UNPRICED, "bold"),
-            f" · quota 5h {_share(d.quota_share, '5h')} 7d {_share(d.quota_share, '7d')}"))
+            f" · quota 5h {_share(d.quota_share, '5h')} 7d {_share(d.quota_share, '7d')}",
+            (" (estimate)" if (d.quota_note or "").startswith("estimate") else "", "yellow")))
         agents = self.query_one(AgentTable)
         agents.set_rows([(a.agent_id or "", agent_cells(a)) for a in d.agents])
         agents.styles.height = min(9, len(d.agents) + 3)

@@ -90,7 +90,49 @@ def agent_tree(agents: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+# Quota share (docs/sessions.md): each rise of an account's window utilization between two
+# consecutive answers goes to the session of the request that got the later answer. The answers
+# are those of the session's account from the one just before its first request to its last.
+_QUOTA_SHARE = """
+WITH bounds AS (
+    SELECT coalesce((SELECT max(observed_at) FROM ratelimit_answers
+                     WHERE account_id = $2 AND observed_at < $3::timestamptz), $3::timestamptz) AS lo),
+steps AS (
+    SELECT a.request_uuid, a.observed_at, w.key AS win, w.value::float8 AS u,
+           lag(w.value::float8) OVER (PARTITION BY w.key ORDER BY a.observed_at, a.request_uuid) AS prev
+    FROM ratelimit_answers AS a, jsonb_each_text(a.utilization) AS w, bounds
+    WHERE a.account_id = $2 AND a.observed_at >= bounds.lo AND a.observed_at <= $4::timestamptz + interval '15 minutes'),
+mine AS (
+    SELECT s.* FROM steps AS s JOIN api_requests AS r ON r.id = s.request_uuid
+    WHERE r.session_id = $1 AND r.created_at >= $3 AND r.created_at <= $4)
+SELECT win, coalesce(sum(u - prev) FILTER (WHERE prev IS NOT NULL AND u > prev), 0) AS share, count(*) AS answers
+FROM mine GROUP BY win ORDER BY win"""
+
+# Other sessions ('' = requests without one) whose requests got answers for the same account meanwhile.
+_INTERLEAVED = """
+SELECT count(DISTINCT coalesce(r.session_id, '')) FROM ratelimit_answers AS a
+JOIN api_requests AS r ON r.id = a.request_uuid
+WHERE a.account_id = $2 AND a.observed_at >= $3 AND a.observed_at <= $4::timestamptz + interval '15 minutes'
+  AND r.created_at >= $3::timestamptz - interval '1 hour' AND r.created_at <= $4::timestamptz + interval '1 hour'
+  AND r.session_id IS DISTINCT FROM $1"""
+
+
 class SessionQueries(RequestQueries):
+
+    async def _quota_share(self, conn: asyncpg.Connection, row: Any) -> tuple[dict[str, float] | None, str | None]:
+        """``quotaShare`` (utilization points per window) and its note; ``None`` without measured windows."""
+        if not row["account_id"]:
+            return None, None
+        args = (row["session_id"], row["account_id"], row["first_seen"], row["last_seen"])
+        rows = await self._run(conn, "sessions.quota_share", _QUOTA_SHARE, *args)
+        if not rows:
+            return None, None
+        share = {r["win"]: round(float(r["share"]), 6) for r in rows}
+        others = (await self._run(conn, "sessions.interleaved", _INTERLEAVED, *args))[0][0]
+        note = ("measured: the only session on this account meanwhile" if not others else
+                f"estimate: {others} other session{'s' if others > 1 else ''} (or requests without one) "
+                "used this account meanwhile; each rise goes to the request that saw it")
+        return share, note
 
     def _session_json(self, r: Any, now: datetime, idle_s: float) -> dict[str, Any]:
         return {
@@ -175,6 +217,7 @@ class SessionQueries(RequestQueries):
                 return None
             session = self._session_json(rows[0], now, idle_s)
             await self._decorate(conn, [session])
+            quota_share, quota_note = await self._quota_share(conn, rows[0])
             agent_rows = await self._run(
                 conn, "sessions.agents",
                 """SELECT agent_id, parent_agent_id, first_seen, last_seen, requests, errors, input_tokens,
@@ -193,4 +236,4 @@ class SessionQueries(RequestQueries):
         } for r in agent_rows]
         latest = await self.requests(request_limit, Filters(session=session_id), name="sessions.requests")
         return {"session": session, "agents": agent_tree(agents), "requests": latest["requests"],
-                "quotaShare": None}
+                "quotaShare": quota_share, "quotaShareNote": quota_note}
