@@ -67,11 +67,15 @@ def session_from_user_id(user_id: Any) -> str | None:
     return valid_id(m.group(1)) if m else None
 
 
+def _printable(text: str, limit: int) -> str:
+    text = text[:limit]
+    return text if text.isprintable() else "".join(c for c in text if c.isprintable())
+
+
 def client_of(user_agent: str | None, x_app: str | None = None) -> str | None:
     """First product token of the User-Agent, plus ``x-app`` in parentheses when sent."""
-    token = (user_agent or "").strip().split(" ", 1)[0]
-    token = "".join(c for c in token if c.isprintable())[:MAX_CLIENT_CHARS]
-    app = "".join(c for c in (x_app or "").strip() if c.isprintable())[:32]
+    token = _printable(user_agent.strip().split(" ", 1)[0], MAX_CLIENT_CHARS) if user_agent else ""
+    app = _printable(x_app.strip(), 32) if x_app else ""
     if not token:
         return f"({app})" if app else None
     return f"{token} ({app})" if app else token
