@@ -42,6 +42,7 @@ from tui.screens.filter import FilterScreen
 from tui.screens.help import HelpScreen
 from tui.screens.limits import LimitsScreen
 from tui.screens.request import RequestScreen
+from tui.screens.sessions import SessionsScreen
 from tui.system import release_freed_memory, watch_terminal
 from tui.widgets.vlist import VirtualTable
 
@@ -64,6 +65,7 @@ class NexusApp(App[int]):
         Binding("p", "toggle_pause", "Pause"),
         Binding("e", "export", "Export"),
         Binding("a", "alerts", "Alerts"),
+        Binding("s", "sessions", "Sessions", show=False),
         Binding("r", "refresh", "Refresh", show=False),
         Binding("tab", "focus_next", "Next panel", show=False),
         Binding("shift+tab", "focus_previous", "Prev panel", show=False),
@@ -321,7 +323,8 @@ class NexusApp(App[int]):
         """New range or filter: forget what no longer applies and poll at once."""
         if q == self.q:
             return
-        filters_changed = (q.domain, q.account, q.model) != (self.q.domain, self.q.account, self.q.model)
+        filters_changed = (q.domain, q.account, q.model, q.session, q.tag) != (
+            self.q.domain, self.q.account, self.q.model, self.q.session, self.q.tag)
         self.q = q
         self.data = {"query": q, "info": self.data.get("info"), "alerts": self.data.get("alerts")}
         self.poller.fetched_at.clear()
@@ -334,8 +337,7 @@ class NexusApp(App[int]):
 
     def action_cycle_range(self) -> None:
         q = self.q
-        self.set_query(Query(time_range=next_range(q.time_range), domain=q.domain, account=q.account,
-                             model=q.model))
+        self.set_query(q.replace(time_range=next_range(q.time_range)))
         self.notify(f"time range: {self.q.time_range}", timeout=2)
 
     def action_filter(self) -> None:
@@ -371,6 +373,11 @@ class NexusApp(App[int]):
 
     def action_alerts(self) -> None:
         self.push_screen(AlertsScreen(list(self.alerts.values())))
+
+    def action_sessions(self) -> None:
+        assert self.client is not None
+        if not isinstance(self.screen, SessionsScreen):
+            self.push_screen(SessionsScreen(self.client, max(self.poll_interval, 0.2), self.now))
 
     def action_export(self) -> None:
         self.run_worker(self._export(), group="export", exit_on_error=False)
@@ -413,18 +420,19 @@ class NexusApp(App[int]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield SystemCommand("Filter", "Filter by domain, account or model (/)", self.action_filter)
+        yield SystemCommand("Filter", "Filter by domain, account, model, session or tag (/)", self.action_filter)
         yield SystemCommand("Time range", "Cycle 15m / 1h / 6h / 24h / 7d (t)", self.action_cycle_range)
         yield SystemCommand("Pause / resume", "Freeze the view; the stream keeps buffering (p)",
                             self.action_toggle_pause)
         yield SystemCommand("Export", "SVG + JSON snapshot into the current directory (e)",
                             self.action_export)
         yield SystemCommand("Alerts", "Firing and recent alerts (a)", self.action_alerts)
+        yield SystemCommand("Sessions", "Live sessions, their agents and cost (s)", self.action_sessions)
         yield SystemCommand("Refresh", "Poll now and reconnect the stream (r)", self.action_refresh)
         yield SystemCommand("Help", "Every key (?)", self.action_help)
         yield SystemCommand("Open selected request", "Drill into the request under the cursor (Enter)",
                             self._open_selected)
-        yield SystemCommand("Clear filter", "Show every domain, account and model",
+        yield SystemCommand("Clear filter", "Show every domain, account, model, session and tag",
                             lambda: self.set_query(Query(time_range=self.q.time_range)))
 
     def _open_selected(self) -> None:

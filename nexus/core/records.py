@@ -70,6 +70,12 @@ class Record:
     stop_reason: str | None = None
     traceparent: str | None = None  # the client's W3C trace context, as it sent it
     tracestate: str | None = None
+    # Who sent it (nexus/core/sessions.py): Claude Code's session and agent ids, the client, tags.
+    session_id: str | None = None
+    agent_id: str | None = None
+    parent_agent_id: str | None = None
+    client: str | None = None
+    tags: dict[str, str] | None = None
     # The answer's rate-limit headers as they came (nexus.core.ratelimits.pick_headers), when they
     # arrived, and their parsed form (set by the recorder, off the request path).
     ratelimit_headers: dict[str, str] | None = None
@@ -135,6 +141,11 @@ class Record:
             "thinkingTokens": self.thinking_tokens,
             "priceSource": self.price_source,
             "webSearchCostUsd": None if self.web_search_cost_usd is None else float(self.web_search_cost_usd),
+            "sessionId": self.session_id,
+            "agentId": self.agent_id,
+            "parentAgentId": self.parent_agent_id,
+            "client": self.client,
+            "tags": self.tags or {},
         }
 
     @classmethod

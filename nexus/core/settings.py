@@ -29,6 +29,7 @@ import platformdirs
 
 from nexus.core.durations import parse_duration
 from nexus.core.errors import ConfigError
+from nexus.core.sessions import parse_tag_headers
 
 STORE_BODIES_CHOICES = ("none", "errors", "all")
 TOKEN_LIMIT_MODES = ("fixed", "learned")
@@ -62,6 +63,8 @@ class ProxySettings:
     max_stored_body_bytes: int = setting("MAX_STORED_BODY_BYTES", 1024 * 1024, "cap of each stored body")
     shutdown_grace_s: float = setting("SHUTDOWN_GRACE_S", 30.0, "on SIGTERM, in-flight streams get this long")
     instance_id: str = setting("INSTANCE_ID", "", "this instance's id on a shared database (default: random)")
+    tag_headers: str = setting("TAG_HEADERS", "", "existing headers that become tags, kept: x-team=team,x-user=user")
+    session_idle_s: float = setting("SESSION_IDLE_S", 600.0, "a session is active while its last request is this recent")
     client_body_timeout_s: float = setting("CLIENT_BODY_TIMEOUT_S", 30.0,
                                            "longest wait between two chunks of a request body (408 after; 0 = none)")
     max_inflight_body_bytes: int = setting("MAX_INFLIGHT_BODY_BYTES", 256 * 1024 * 1024,
@@ -432,6 +435,9 @@ def load_settings(env: Mapping[str, str] | None = None, toml_path: Path | None =
 
 
 def _validate(s: Settings) -> None:
+    parse_tag_headers(s.proxy.tag_headers)  # raises ConfigError naming TAG_HEADERS
+    if s.proxy.session_idle_s <= 0:
+        raise ConfigError("SESSION_IDLE_S: must be more than 0")
     if s.proxy.store_bodies not in STORE_BODIES_CHOICES:
         raise ConfigError(f"STORE_BODIES: must be one of {', '.join(STORE_BODIES_CHOICES)}")
     for env, port in (("PROXY_PORT", s.proxy.port), ("DASHBOARD_PORT", s.dashboard.port)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -28,6 +29,8 @@ class Query:
     domain: str | None = None
     account: str | None = None
     model: str | None = None
+    session: str | None = None  # a session id (exact)
+    tag: str | None = None  # name:value, as the API takes it
 
     @property
     def seconds(self) -> int:
@@ -49,16 +52,28 @@ class Query:
             return False
         if self.model and (ev.model or "") != self.model:
             return False
+        if self.session and (ev.session_id or "") != self.session:
+            return False
+        if self.tag:
+            name, _, value = self.tag.partition(":")
+            if ev.tags.get(name) != value:
+                return False
         return True
 
     def params(self) -> dict[str, str | None]:
         """The filters as the API spells them (exact match server-side)."""
-        return {"domain": self.domain, "accountId": self.account, "model": self.model}
+        return {"domain": self.domain, "accountId": self.account, "model": self.model, "sessionId": self.session,
+                "tag": self.tag}
+
+    def replace(self, **changes: str | None) -> Query:
+        """This query with some fields changed (the others, filters included, kept)."""
+        return dataclasses.replace(self, **changes)
 
     @property
     def filter_text(self) -> str:
         parts = [f"{k}={v}" for k, v in (("domain", self.domain), ("account", self.account),
-                                         ("model", self.model)) if v]
+                                         ("model", self.model), ("session", self.session and self.session[:8]),
+                                         ("tag", self.tag)) if v]
         return " ".join(parts)
 
 

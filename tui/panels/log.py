@@ -25,6 +25,7 @@ COLUMNS = [
     ("tokens", "tokens", 6),
     ("cost", "cost", 8),
     ("domain", "domain", 24),
+    ("session", "session", 8),  # right-most: shown where the terminal is wide enough
 ]
 
 
@@ -33,7 +34,7 @@ def log_cells(ev: RequestEvent) -> tuple:
     cost = fmt.usd(ev.cost_usd) if ev.cost_usd is not None else (
         Text(fmt.UNPRICED, style="yellow") if ev.model and ev.request_type == "messages" else fmt.DASH)
     return (fmt.clock(ev.time), status, fmt.short_model(ev.model), fmt.ms(ev.latency_ms),
-            fmt.tokens(ev.tokens.total), cost, ev.domain)
+            fmt.tokens(ev.tokens.total), cost, ev.domain, (ev.session_id or fmt.DASH)[:8])
 
 
 class RequestLog(VirtualTable, Panel):
