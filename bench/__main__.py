@@ -1,4 +1,4 @@
-"""``python -m bench [--quick] [--only proxy,write,stats] [--no-results]``: the whole performance suite.
+"""``python -m bench [--quick] [--only proxy,write,stats,otel] [--no-results]``: the whole performance suite.
 
 Prints a table (figure, target, measured, baseline, ratio, pass/fail) and rewrites the
 "Latest run" section of bench/RESULTS.md (other sections, e.g. "TUI", are kept).
@@ -62,9 +62,10 @@ def write_results(md: str) -> None:
 
 async def _main(args: argparse.Namespace) -> int:
     from bench.db_bench import DbBench
+    from bench.otel_bench import OtelBench
     from bench.proxy_bench import ProxyBench
 
-    only = set(args.only.split(",")) if args.only else {"proxy", "write", "stats"}
+    only = set(args.only.split(",")) if args.only else {"proxy", "write", "stats", "otel"}
     started = time.monotonic()
     info = _machine()
     _log(f"bench: {'quick' if args.quick else 'full'} run; {info}")
@@ -75,6 +76,11 @@ async def _main(args: argparse.Namespace) -> int:
         pb = ProxyBench(args.quick, _log)
         figs += await pb.run()
         extra.update(pb.extra)
+    if "otel" in only:
+        _log("OpenTelemetry with the collector down or hanging: figure 9")
+        ob = OtelBench(args.quick, _log)
+        figs += await ob.run()
+        extra.update(ob.extra)
     db = DbBench(args.quick, _log)
     if "write" in only:
         _log("write path: figure 5")
@@ -101,7 +107,7 @@ async def _main(args: argparse.Namespace) -> int:
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench")
     p.add_argument("--quick", action="store_true", help="fewer rounds, 1 M rows only (~4 min)")
-    p.add_argument("--only", default="", help="comma list of: proxy, write, stats")
+    p.add_argument("--only", default="", help="comma list of: proxy, write, stats, otel")
     p.add_argument("--no-results", action="store_true", help="do not rewrite bench/RESULTS.md")
     args = p.parse_args()
     import uvloop

@@ -30,7 +30,9 @@ DOMAINS = ("api.acme.dev", "claude.internal")
 ACCOUNTS = ("acct_alpha", "acct_beta", "acct_gamma", "acct_delta")
 MODELS = (("claude-sonnet-4-5-20250929", 0.55, 3, 15), ("claude-haiku-4-5-20251001", 0.25, 1, 5),
           ("claude-opus-4-1-20250805", 0.15, 15, 75), ("claude-future-unpriced", 0.05, None, None))
-COLUMNS = tuple(c for c in RECORD_COLUMNS)  # total_tokens is generated
+# The columns the pre-formatted rows fill (up to instance_id); later ones (billing dimensions,
+# added by migration 0004 and after) take their defaults. total_tokens is generated.
+COLUMNS = RECORD_COLUMNS[:RECORD_COLUMNS.index("instance_id") + 1]
 
 
 def _combos(rng: random.Random, n: int) -> list[str]:

@@ -3,6 +3,8 @@
 ``python -m bench.servers mock``            the Messages API mock (nexus.sim.mock)
 ``python -m bench.servers stamp``           an SSE upstream that stamps each event with its send time
 ``python -m bench.servers proxy UPSTREAM``  the real proxy (ProxyService: recording ON, dashboard API)
+``python -m bench.servers blackhole``       a collector that accepts connections and never answers
+``python -m bench.servers collector``       an OTLP/HTTP collector that accepts every export (and keeps nothing)
 
 Each prints one JSON line (its URLs, pid) on stdout once listening and runs until SIGTERM.
 """
@@ -97,6 +99,40 @@ async def run_stamp(port: int) -> None:
     await runner.cleanup()
 
 
+async def run_blackhole(port: int) -> None:
+    """Accepts TCP connections, reads whatever comes and never answers (a hanging OTLP collector)."""
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(65536):
+                pass
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", port)
+    _announce({"url": f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"})
+    await _wait_for_signal()
+    server.close()
+
+
+async def run_collector(port: int) -> None:
+    """Answers every OTLP/HTTP export with an empty (valid) protobuf response."""
+    from aiohttp import web
+
+    async def accept(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/v1/traces", accept)
+    app.router.add_post("/v1/metrics", accept)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    _announce({"url": f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"})  # type: ignore[union-attr]
+    await _wait_for_signal()
+    await runner.cleanup()
+
+
 # -- the proxy --------------------------------------------------------------------------------
 
 async def run_proxy(upstream: str, dsn: str, data_dir: str, extra: dict[str, str]) -> None:
@@ -121,7 +157,7 @@ async def run_proxy(upstream: str, dsn: str, data_dir: str, extra: dict[str, str
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="bench.servers")
-    p.add_argument("kind", choices=("mock", "stamp", "proxy"))
+    p.add_argument("kind", choices=("mock", "stamp", "proxy", "blackhole", "collector"))
     p.add_argument("upstream", nargs="?")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--dsn", default="")
@@ -134,6 +170,10 @@ def main(argv: list[str] | None = None) -> None:
         uvloop.run(run_mock(a.port))
     elif a.kind == "stamp":
         uvloop.run(run_stamp(a.port))
+    elif a.kind == "blackhole":
+        uvloop.run(run_blackhole(a.port))
+    elif a.kind == "collector":
+        uvloop.run(run_collector(a.port))
     else:
         extra = dict(kv.split("=", 1) for kv in a.env)
         uvloop.run(run_proxy(a.upstream, a.dsn, a.data_dir, extra))

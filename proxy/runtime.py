@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from nexus.store.supervisor import PostgresSupervisor
     from proxy.alerts.manager import AlertManager
     from proxy.ingress.metrics import Metrics
+    from proxy.recorder.otel import Telemetry
     from proxy.recorder.recorder import Recorder
 
 
@@ -43,6 +44,7 @@ class Runtime:
     pricing: PriceTable | None = None
     alerts: AlertManager | None = None
     supervisor: PostgresSupervisor | None = None
+    telemetry: Telemetry | None = None  # OpenTelemetry export, when configured (docs/telemetry.md)
     dashboard_key: str = ""
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     started_at: datetime = field(default_factory=utc_now)

@@ -47,6 +47,7 @@ from proxy.ingress.metrics import Metrics
 from proxy.ingress.request_log import log_record
 from proxy.recorder.journal import Journal
 from proxy.recorder.notify import NotifyListener
+from proxy.recorder.otel import Telemetry
 from proxy.recorder.recorder import Recorder
 from proxy.runtime import Runtime
 from proxy.serve import RunningServer, start_server
@@ -125,6 +126,7 @@ class ProxyService:
                           **({"instance_id": s.proxy.instance_id} if s.proxy.instance_id else {}))
         runtime.dashboard_key = self._dashboard_key()
         self.runtime = runtime
+        runtime.telemetry = Telemetry.create(s, metrics, runtime.instance_id)
         runtime.dsn = self.dsn
         runtime.pool = await create_pool(self.dsn, min_size=0, max_size=10)
         journal = Journal(s.data_dir / f"journal-{s.proxy.port}.ndjson")
@@ -303,6 +305,8 @@ class ProxyService:
         # 3. Flush every record (database, else journal).
         if rt is not None and rt.recorder is not None:
             await rt.recorder.stop(timeout=self.settings.proxy.shutdown_grace_s)
+        if rt is not None and rt.telemetry is not None:  # spans queued for export: a bounded last try
+            await rt.telemetry.stop(timeout_s=min(5.0, self.settings.telemetry.export_timeout_s))
         if rt is not None and rt.pool is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(rt.pool.close(), 10)

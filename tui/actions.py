@@ -22,6 +22,7 @@ from tui.screens.filter import FilterScreen
 from tui.screens.help import HelpScreen
 from tui.screens.limits import LimitsScreen
 from tui.screens.request import RequestScreen
+from tui.screens.sessions import SessionsScreen
 from tui.widgets.vlist import VirtualTable
 
 
@@ -148,6 +149,11 @@ class DashboardActions:
     def action_alerts(self) -> None:
         self.push_screen(AlertsScreen(self.alerts_now, self.now))
 
+    def action_sessions(self) -> None:
+        assert self.client is not None
+        if not isinstance(self.screen, SessionsScreen):
+            self.push_screen(SessionsScreen(self.client, max(self.poll_interval, 0.2), self.now))
+
     def action_export(self) -> None:
         self._export()
 
@@ -203,6 +209,7 @@ class DashboardActions:
         yield SystemCommand("Export", "SVG + JSON snapshot into the current directory (e)",
                             self.action_export)
         yield SystemCommand("Alerts", "Firing and recent alerts (a)", self.action_alerts)
+        yield SystemCommand("Sessions", "Live sessions, their agents and cost (s)", self.action_sessions)
         yield SystemCommand("Refresh", "Poll now and reconnect the stream (r)", self.action_refresh)
         yield SystemCommand("Help", "Every key (?)", self.action_help)
         yield SystemCommand("Open selected request", "Drill into the request under the cursor (Enter)",

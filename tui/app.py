@@ -58,6 +58,7 @@ class NexusApp(DashboardActions, App[int]):
         Binding("p", "toggle_pause", "Pause"),
         Binding("e", "export", "Export"),
         Binding("a", "alerts", "Alerts"),
+        Binding("s", "sessions", "Sessions", show=False),
         Binding("r", "refresh", "Refresh", show=False),
         Binding("z", "zoom", "Zoom", show=False),
         *(Binding(str(n), f"panel({n})", f"Panel {n}", show=False) for n in range(1, 7)),
@@ -341,8 +342,8 @@ class NexusApp(DashboardActions, App[int]):
         """New range or filter: forget what no longer applies and poll at once."""
         if q == self.q:
             return
-        filters_changed = (q.domain, q.account, q.model, q.status) != (
-            self.q.domain, self.q.account, self.q.model, self.q.status)
+        filters_changed = (q.domain, q.account, q.model, q.status, q.session, q.tag) != (
+            self.q.domain, self.q.account, self.q.model, self.q.status, self.q.session, self.q.tag)
         self.q = q
         self.data = {"query": q, "info": self.data.get("info"), "alerts": self.data.get("alerts")}
         self.raw = {k: v for k, v in self.raw.items() if k in ("info", "alerts")}

@@ -18,7 +18,7 @@ from tui.api.client import DashboardClient
 from tui.api.errors import ApiAuthError, ApiError, ApiUnreachable
 from tui.api.query import TIME_RANGES, Query
 from tui.app import NexusApp
-from tui.export import default_path, snapshot_json, write_csv, write_json
+from tui.export import default_path, session_json, snapshot_json, write_csv, write_json
 
 
 def resolve_target(args: Any, settings: Settings) -> tuple[str, str]:
@@ -82,7 +82,15 @@ async def render_svg(url: str, key: str, q: Query, path: Path, size: tuple[int, 
     return path
 
 
-async def run_export(url: str, key: str, fmt: str, out: Path, q: Query) -> str:
+async def run_export(url: str, key: str, fmt: str, out: Path, q: Query, session_id: str | None = None) -> str:
+    if session_id is not None:
+        async with DashboardClient(url, key, timeout=15.0) as client:
+            if fmt == "json":
+                data = await session_json(client, session_id)
+                write_json(out, data)
+                return f"wrote {out} (session {session_id}: {len(data['requests'])} requests)"
+            n = await write_csv(client, q, out, session_id=session_id)
+            return f"wrote {out} ({n} requests of session {session_id})"
     if fmt == "svg":
         await render_svg(url, key, q, out)
         return f"wrote {out} (TUI screenshot, range {q.time_range})"
@@ -100,12 +108,15 @@ def export_main(args: Any, settings: Settings) -> int:
     if time_range not in TIME_RANGES:
         raise CommandError(f"--range must be one of {', '.join(TIME_RANGES)}", code=EXIT_USAGE)
     fmt = getattr(args, "format", "json") or "json"
+    session_id = getattr(args, "session", None)
+    if session_id is not None and fmt == "svg":
+        raise CommandError("--session works with --format json or csv", code=EXIT_USAGE)
     url, key = resolve_target(args, settings)
     out = Path(args.out) if getattr(args, "out", None) else default_path(fmt)
     if out.parent and not out.parent.exists():
         raise CommandError(f"--out: directory {out.parent} does not exist")
     try:
-        message = asyncio.run(run_export(url, key, fmt, out, Query(time_range=time_range)))
+        message = asyncio.run(run_export(url, key, fmt, out, Query(time_range=time_range), session_id))
     except ApiAuthError as exc:
         raise CommandError(str(exc)) from None
     except ApiUnreachable as exc:

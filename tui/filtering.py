@@ -17,7 +17,8 @@ from tui.api.query import STATUS_CLASS, Query
 
 KINDS = ("model", "domain", "account")
 PREFIXES = {"model": "model", "m": "model", "domain": "domain", "d": "domain", "account": "account",
-            "a": "account", "acct": "account", "status": "status", "s": "status"}
+            "a": "account", "acct": "account", "status": "status", "s": "status", "session": "session",
+            "tag": "tag"}
 
 
 @dataclass
@@ -50,7 +51,8 @@ def _lookup(term: str, names: Sequence[tuple[str, int]]) -> list[tuple[str, int]
 
 def resolve(text: str, base: Query, known: Mapping[str, Sequence[tuple[str, int]]]) -> Resolution:
     """The query the text means (the time range kept from ``base``), with what was guessed."""
-    values: dict[str, str | None] = {"model": None, "domain": None, "account": None, "status": None}
+    values: dict[str, str | None] = {"model": None, "domain": None, "account": None, "status": None,
+                                     "session": None, "tag": None}
     notes: list[str] = []
     suggestions: list[tuple[str, str, int]] = []
     for raw in text.split():
@@ -62,6 +64,9 @@ def resolve(text: str, base: Query, known: Mapping[str, Sequence[tuple[str, int]
                 kind, term = PREFIXES[head.lower()], tail
                 break
         if not term:
+            continue
+        if kind in ("session", "tag"):  # exact, as the API takes them (tag: name:value)
+            values[kind] = term.replace("=", ":", 1) if kind == "tag" and ":" not in term else term
             continue
         if kind == "status" or (kind is None and STATUS_CLASS.match(term)):
             values["status"] = term.lower()
@@ -88,5 +93,5 @@ def resolve(text: str, base: Query, known: Mapping[str, Sequence[tuple[str, int]
 
 def filter_text_of(q: Query) -> str:
     """The text that resolves back to ``q`` (what the filter line starts with when reopened)."""
-    return " ".join(f"{k}:{v}" for k, v in (("model", q.model), ("domain", q.domain),
-                                            ("account", q.account), ("status", q.status)) if v)
+    return " ".join(f"{k}:{v}" for k, v in (("model", q.model), ("domain", q.domain), ("account", q.account),
+                                            ("status", q.status), ("session", q.session), ("tag", q.tag)) if v)

@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default=None, help="dashboard API URL")
     p.add_argument("--key", default=None, help="dashboard key")
     p.add_argument("--range", dest="time_range", default="1h", help="time range: 15m, 1h, 6h, 24h, 7d")
+    p.add_argument("--session", default=None, metavar="ID",
+                   help="one session: its agents and every request (json), or its requests (csv)")
     p.set_defaults(target="tui.cli:export_main")
 
     p = sub.add_parser("mock-upstream", help="the simulated Anthropic API alone")

@@ -183,7 +183,8 @@ def cli_reprice(args: Any, settings: Settings) -> int:
         for m, n in sorted(summary.changed_by_model.items(), key=lambda kv: (-kv[1], kv[0]))[:20]:
             print(f"  {m or '(no model)'}: {n} {verb}")
         if not args.dry_run:
-            print(f"per-minute rollups refreshed: {summary.minutes_refreshed} minutes")
+            print(f"per-minute rollups refreshed: {summary.minutes_refreshed} minutes; "
+                  f"sessions refreshed: {summary.sessions_refreshed}")
         return 0
 
     return _run(settings, body)

@@ -63,6 +63,19 @@ class Record:
     price_source: str | None = None  # which price layer priced it ("genai-prices 0.2.3+overlay", "file")
     web_search_cost_usd: Decimal | None = None  # the web-search part of cost_usd
     instance_id: str | None = None
+    # What the answer said of itself and the client's trace context: exported as OpenTelemetry span
+    # attributes (docs/telemetry.md), not columns of api_requests.
+    response_model: str | None = None
+    response_id: str | None = None  # the message id (msg_…)
+    stop_reason: str | None = None
+    traceparent: str | None = None  # the client's W3C trace context, as it sent it
+    tracestate: str | None = None
+    # Who sent it (nexus/core/sessions.py): Claude Code's session and agent ids, the client, tags.
+    session_id: str | None = None
+    agent_id: str | None = None
+    parent_agent_id: str | None = None
+    client: str | None = None
+    tags: dict[str, str] | None = None
     # The answer's rate-limit headers as they came (nexus.core.ratelimits.pick_headers), when they
     # arrived, and their parsed form (set by the recorder, off the request path).
     ratelimit_headers: dict[str, str] | None = None
@@ -128,6 +141,11 @@ class Record:
             "thinkingTokens": self.thinking_tokens,
             "priceSource": self.price_source,
             "webSearchCostUsd": None if self.web_search_cost_usd is None else float(self.web_search_cost_usd),
+            "sessionId": self.session_id,
+            "agentId": self.agent_id,
+            "parentAgentId": self.parent_agent_id,
+            "client": self.client,
+            "tags": self.tags or {},
         }
 
     @classmethod

@@ -16,6 +16,8 @@ Shape of the traffic:
   upstream answers those with the subscription rate-limit headers (5-hour and weekly windows).
 * Each account has a long system prompt marked ``cache_control``: the upstream reports a cache
   write the first time and cache reads afterwards, as the real API does.
+* Claude Code sessions with sub-agents and tags, in all three session formats
+  (``nexus/sim/traffic_sessions.py``).
 * Every billing dimension shows up: some fast-mode calls (``speed: fast``) on the models that
   offer it, US-only inference (``inference_geo: us``; the research team always asks for it),
   server-side web searches and fetches, extended thinking.
@@ -40,6 +42,7 @@ import aiohttp
 import orjson
 
 from nexus.sim.traffic_content import _BETAS, _FILLER, _TASKS, _TOOLS, add_billing
+from nexus.sim.traffic_sessions import SessionPlanner
 
 __all__ = ["TrafficProfile", "run_traffic", "DOMAINS", "MODELS", "UNKNOWN_MODEL"]
 
@@ -153,6 +156,7 @@ class _Generator:
         self.thinking = 0
         self.cancelled = 0
         self._callback_failed = False
+        self.planner = SessionPlanner(self.rng)
         self._systems = {a: _system_prompt(a) for a in _ACCOUNTS}
         self._model_weights = [m.weight for m in MODELS]
 
@@ -225,6 +229,7 @@ class _Generator:
         headers["x-mock-latency-ms"] = f"{think:.1f}"
         if stream:
             headers["x-mock-event-delay-ms"] = f"{model.event_ms * rng.lognormvariate(0, 0.3) * scale:.1f}"
+        self.planner.attribute(account.name, account.domain, headers, body, in_burst)
         path = "/v1/messages/count_tokens" if kind == "count_tokens" else "/v1/messages"
         if account.domain != "ci.example.com" and kind == "message":
             path += "?beta=true"  # Claude Code's habit; the proxy must pass query strings on
@@ -368,7 +373,8 @@ async def run_traffic(
     ``stop`` is set, scheduling ends at once and in-flight requests get ``drain_s`` to finish.
 
     Returns ``{sent, ok, errors, by_status, by_model, by_domain, by_error_type, streams,
-    count_tokens, tool_use, cache_reads, fast, us_only, web_search, thinking, cancelled, duration_s}``;
+    count_tokens, tool_use, cache_reads, fast, us_only, web_search, thinking, cancelled, sessions,
+    duration_s}``;
     ``by_status`` maps the HTTP
     status (0: no response) to a count.
     """
@@ -438,5 +444,5 @@ async def run_traffic(
         "by_error_type": dict(gen.by_error_type), "streams": gen.streams,
         "count_tokens": gen.count_tokens, "tool_use": gen.tool_use, "cache_reads": gen.cache_reads,
         "fast": gen.fast, "us_only": gen.us_only, "web_search": gen.web_search, "thinking": gen.thinking,
-        "cancelled": gen.cancelled, "duration_s": round(time.monotonic() - started, 3),
+        "cancelled": gen.cancelled, "sessions": gen.planner.started, "duration_s": round(time.monotonic() - started, 3),
     }

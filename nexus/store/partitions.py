@@ -117,4 +117,6 @@ async def drop_partitions_before(conn: asyncpg.Connection, cutoff: date,
     await conn.execute("DELETE FROM ratelimit_answers WHERE observed_at < $1", lo)
     if include_rollups:
         await conn.execute("DELETE FROM api_requests_minute WHERE bucket < $1", lo)
+        # Sessions whose every request is gone (their agents and tags follow, ON DELETE CASCADE).
+        await conn.execute("DELETE FROM api_sessions WHERE last_seen < $1", lo)
     return dropped

@@ -22,8 +22,19 @@ def dsn_in_use(settings: Settings) -> str:
     return embedded_for(settings).dsn()
 
 
+def _jsonb_encode(value: object) -> bytes:
+    # jsonb's binary wire format: a version byte (1), then the JSON text. Binary, so that COPY
+    # (the writer's fast path, which is binary) can send jsonb columns such as ``tags``.
+    return b"\x01" + json.dumps(value).encode()
+
+
+def _jsonb_decode(data: bytes) -> object:
+    return json.loads(data[1:])
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=_jsonb_encode, decoder=_jsonb_decode, schema="pg_catalog",
+                              format="binary")
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from nexus.core.latency import empty_hist, percentile_from_hist
+from nexus.core.latency import HIST_LEN, empty_hist, percentile_from_hist
 from nexus.store.partitions import partition_name
 
 PERIOD_DAYS = {"week": 7, "month": 30}
@@ -64,28 +64,43 @@ async def _has_table(conn: asyncpg.Connection, table: str) -> bool:
     return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"public.{table}"))
 
 
-async def _traffic(conn: asyncpg.Connection, s: Span) -> dict[str, Any]:
-    r = await conn.fetchrow(
-        """SELECT coalesce(sum(requests), 0)::bigint AS requests, coalesce(sum(errors), 0)::bigint AS errors,
-                  coalesce(sum(input_tokens), 0)::bigint AS input, coalesce(sum(output_tokens), 0)::bigint AS output,
-                  coalesce(sum(cache_creation_input_tokens), 0)::bigint AS cache_creation,
-                  coalesce(sum(cache_read_input_tokens), 0)::bigint AS cache_read,
-                  coalesce(sum(cost_usd), 0) AS cost, coalesce(sum(unpriced_requests), 0)::bigint AS unpriced
-           FROM api_requests_minute WHERE bucket >= $1 AND bucket < $2""", s.start, s.end)
-    req = int(r["requests"])
-    return {"requests": req, "errors": int(r["errors"]),
-            "errorRate": round(r["errors"] / req, 6) if req else 0.0,
-            "tokens": {"input": int(r["input"]), "output": int(r["output"]),
-                       "cacheCreation": int(r["cache_creation"]), "cacheRead": int(r["cache_read"]),
-                       "total": int(r["input"] + r["output"] + r["cache_creation"] + r["cache_read"])},
-            "costUsd": usd(r["cost"]), "unpricedRequests": int(r["unpriced"])}
+@dataclass
+class Hourly:
+    """A span's rollups summed per (hour, model, account): a few thousand rows for a month, so
+    traffic, cost by model and account, busiest hours, hour of day, days and unpriced models all
+    come from one scan of the rollups, added up here (Decimal: exact)."""
+
+    rows: list[asyncpg.Record]
+
+    def total(self, field: str) -> Any:
+        return sum((r[field] for r in self.rows), Decimal(0) if field in ("cost", "unpriced_tokens") else 0)
+
+    def by(self, key: Any, field: str) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        for r in self.rows:
+            k = key(r)
+            out[k] = out.get(k, 0) + r[field]
+        return out
 
 
-async def _grouped_cost(conn: asyncpg.Connection, column: str, s: Span) -> dict[str, Decimal]:
-    rows = await conn.fetch(
-        f"""SELECT {column} AS k, sum(cost_usd) AS cost FROM api_requests_minute
-            WHERE bucket >= $1 AND bucket < $2 GROUP BY 1""", s.start, s.end)
-    return {r["k"]: r["cost"] for r in rows}
+async def _hourly(conn: asyncpg.Connection, s: Span) -> Hourly:
+    return Hourly(await conn.fetch(
+        """SELECT date_trunc('hour', bucket) AS h, model, account_id,
+                  sum(requests)::bigint AS requests, sum(errors)::bigint AS errors,
+                  sum(input_tokens)::bigint AS input, sum(output_tokens)::bigint AS output,
+                  sum(cache_creation_input_tokens)::bigint AS cache_creation,
+                  sum(cache_read_input_tokens)::bigint AS cache_read, sum(cost_usd) AS cost,
+                  sum(unpriced_requests)::bigint AS unpriced, sum(unpriced_tokens)::bigint AS unpriced_tokens
+           FROM api_requests_minute WHERE bucket >= $1 AND bucket < $2 GROUP BY 1, 2, 3""", s.start, s.end))
+
+
+def _traffic_of(hs: Hourly) -> dict[str, Any]:
+    req, err = int(hs.total("requests")), int(hs.total("errors"))
+    tok = {"input": int(hs.total("input")), "output": int(hs.total("output")),
+           "cacheCreation": int(hs.total("cache_creation")), "cacheRead": int(hs.total("cache_read"))}
+    tok["total"] = sum(tok.values())
+    return {"requests": req, "errors": err, "errorRate": round(err / req, 6) if req else 0.0, "tokens": tok,
+            "costUsd": usd(hs.total("cost")), "unpricedRequests": int(hs.total("unpriced"))}
 
 
 def _compare(cur: dict[str, Decimal], prev: dict[str, Decimal], top: int = TOP) -> list[dict[str, Any]]:
@@ -105,9 +120,12 @@ async def _errors(conn: asyncpg.Connection, s: Span) -> tuple[dict[str, int], in
 
 
 async def _latency(conn: asyncpg.Connection, s: Span) -> dict[str, dict[str, Any]]:
+    # One plain sum per histogram bucket: nexus_hist_sum (a SQL function per row) costs ~10 us a row,
+    # seconds over a month of rollups; array subscripts inside sum() are the planner's own speed.
+    buckets = ", ".join(f"coalesce(sum(latency_hist[{i + 1}]), 0)::bigint" for i in range(HIST_LEN))
     rows = await conn.fetch(
-        """SELECT model, sum(requests)::bigint AS n, sum(latency_sum_ms) AS total, nexus_hist_sum(latency_hist) AS h
-           FROM api_requests_minute WHERE bucket >= $1 AND bucket < $2 GROUP BY model""", s.start, s.end)
+        f"""SELECT model, sum(requests)::bigint AS n, sum(latency_sum_ms) AS total, ARRAY[{buckets}] AS h
+            FROM api_requests_minute WHERE bucket >= $1 AND bucket < $2 GROUP BY model""", s.start, s.end)
     out = {}
     for r in rows:
         hist = list(r["h"]) if r["h"] is not None else empty_hist()
@@ -177,15 +195,22 @@ async def build_report(conn: asyncpg.Connection, period: str, until: datetime, r
                        ) -> dict[str, Any]:
     """The whole report as plain JSON-able data."""
     cur, prev = spans(period, until)
-    t_cur, t_prev = await _traffic(conn, cur), await _traffic(conn, prev)
+    h_cur, h_prev = await _hourly(conn, cur), await _hourly(conn, prev)
+    t_cur, t_prev = _traffic_of(h_cur), _traffic_of(h_prev)
     e_cur, rej_cur = await _errors(conn, cur)
     e_prev, rej_prev = await _errors(conn, prev)
     err_keys = sorted(set(e_cur) | set(e_prev), key=lambda k: (-e_cur.get(k, 0), -e_prev.get(k, 0), k))[:TOP]
     l_cur, l_prev = await _latency(conn, cur), await _latency(conn, prev)
+
+    def model(r: asyncpg.Record) -> str:
+        return r["model"]
+
+    def account(r: asyncpg.Record) -> str:
+        return r["account_id"]
+
     cost: dict[str, Any] = {
-        "byModel": _compare(await _grouped_cost(conn, "model", cur), await _grouped_cost(conn, "model", prev)),
-        "byAccount": _compare(await _grouped_cost(conn, "account_id", cur),
-                              await _grouped_cost(conn, "account_id", prev)),
+        "byModel": _compare(h_cur.by(model, "cost"), h_prev.by(model, "cost")),
+        "byAccount": _compare(h_cur.by(account, "cost"), h_prev.by(account, "cost")),
         "bySession": None, "byTag": None,
     }
     if await _has_column(conn, "api_requests", "session_id"):
@@ -194,20 +219,18 @@ async def build_report(conn: asyncpg.Connection, period: str, until: datetime, r
                                      await _raw_cost(conn, "session_id", prev, where))
     if await _has_column(conn, "api_requests", "tags"):
         cost["byTag"] = _compare(await _tags_cost(conn, cur), await _tags_cost(conn, prev))
-    hours = await conn.fetch(
-        """SELECT date_trunc('hour', bucket) AS h, sum(requests)::bigint AS n FROM api_requests_minute
-           WHERE bucket >= $1 AND bucket < $2 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5""", cur.start, cur.end)
-    by_hour = {int(r["hod"]): int(r["n"]) for r in await conn.fetch(
-        """SELECT extract(hour FROM bucket AT TIME ZONE 'UTC')::int AS hod, sum(requests)::bigint AS n
-           FROM api_requests_minute WHERE bucket >= $1 AND bucket < $2 GROUP BY 1""", cur.start, cur.end)}
-    daily = await conn.fetch(
-        """SELECT (bucket AT TIME ZONE 'UTC')::date AS d, sum(requests)::bigint AS n, sum(errors)::bigint AS e,
-                  sum(cost_usd) AS c FROM api_requests_minute WHERE bucket >= $1 AND bucket < $2
-           GROUP BY 1 ORDER BY 1""", cur.start, cur.end)
-    unpriced = await conn.fetch(
-        """SELECT model, sum(unpriced_requests)::bigint AS n, sum(unpriced_tokens)::bigint AS tokens
-           FROM api_requests_minute WHERE bucket >= $1 AND bucket < $2 AND unpriced_requests > 0
-           GROUP BY 1 ORDER BY 2 DESC, 1""", cur.start, cur.end)
+    per_hour = h_cur.by(lambda r: r["h"], "requests")
+    hours = sorted(per_hour.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+    by_hour: dict[int, int] = {}
+    for h, n in per_hour.items():
+        by_hour[h.astimezone(UTC).hour] = by_hour.get(h.astimezone(UTC).hour, 0) + n
+
+    def day(r: asyncpg.Record) -> date:
+        return r["h"].astimezone(UTC).date()
+
+    d_req, d_err, d_cost = h_cur.by(day, "requests"), h_cur.by(day, "errors"), h_cur.by(day, "cost")
+    u_req, u_tok = h_cur.by(model, "unpriced"), h_cur.by(model, "unpriced_tokens")
+    unpriced = sorted(((m, n) for m, n in u_req.items() if n > 0), key=lambda kv: (-kv[1], kv[0]))
     has_limits = await _has_table(conn, "ratelimit_samples")
     return {
         "period": period, "current": cur.json(), "previous": prev.json(),
@@ -222,12 +245,12 @@ async def build_report(conn: asyncpg.Connection, period: str, until: datetime, r
         "latency": [{"model": m, **v, "previous": {k: l_prev.get(m, {}).get(k) for k in ("requests", "p50Ms", "p95Ms")}}
                     for m, v in sorted(l_cur.items(), key=lambda kv: (-kv[1]["requests"], kv[0]))],
         "cost": cost,
-        "busiestHours": [{"hour": r["h"].isoformat(), "requests": int(r["n"])} for r in hours],
+        "busiestHours": [{"hour": h.isoformat(), "requests": int(n)} for h, n in hours],
         "hourOfDay": [by_hour.get(h, 0) for h in range(24)],
-        "daily": [{"date": r["d"].isoformat(), "requests": int(r["n"]), "errors": int(r["e"]), "costUsd": usd(r["c"])}
-                  for r in daily],
+        "daily": [{"date": d.isoformat(), "requests": int(d_req[d]), "errors": int(d_err[d]), "costUsd": usd(d_cost[d])}
+                  for d in sorted(d_req)],
         "limits": {"rejections": {"current": rej_cur, "previous": rej_prev, "changePct": change_pct(rej_cur, rej_prev)},
                    "pressure": await _pressure(conn, cur) if has_limits else None},
-        "unpriced": [{"model": r["model"], "requests": int(r["n"]), "tokens": int(r["tokens"])} for r in unpriced],
+        "unpriced": [{"model": m, "requests": int(n), "tokens": int(u_tok.get(m, 0))} for m, n in unpriced],
         "capacity": await _capacity(conn, cur, prev, retention_days, until.astimezone(UTC).date()),
     }

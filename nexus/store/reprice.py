@@ -6,7 +6,8 @@ history can be repriced: rows are read in keyset-ordered batches, priced again w
 was valid at their own ``created_at`` (prices are dated, so an unchanged table gives an unchanged
 answer), and only rows whose cost, web-search cost or price source changed are written. In the same
 transaction the cost columns of the per-minute rollups those rows belong to are set to a fresh
-aggregation of the raw rows, so charts and ``/api/costs`` agree with ``/api/requests`` afterwards.
+aggregation of the raw rows, so charts and ``/api/costs`` agree with ``/api/requests`` afterwards; so
+are the costs of the sessions (and their agents) those rows belong to.
 
 Concurrency with a live writer: the rollup rows of a batch are locked (``FOR UPDATE``) before the
 fresh aggregate is read, so a record the writer commits meanwhile is either in the aggregate or
@@ -60,6 +61,26 @@ FROM fresh AS f
 WHERE m.bucket = f.bucket AND m.domain = f.domain AND m.account_id = f.account_id AND m.model = f.model"""
 
 
+# Sessions (migration 0006) hold costs too: those the batch touched get theirs from the raw rows,
+# locked after the minute rollups (the writer's order: minutes, then sessions, then agents).
+_SESSIONS_OF = """SELECT DISTINCT session_id FROM unnest($1::uuid[], $2::timestamptz[]) AS v(id, created_at)
+JOIN api_requests AS a USING (id, created_at) WHERE a.session_id IS NOT NULL ORDER BY 1"""
+
+_SESSION_LOCK = "SELECT 1 FROM api_sessions WHERE session_id = ANY($1::text[]) ORDER BY session_id FOR UPDATE"
+
+_SESSION_REFRESH = f"""WITH fresh AS (
+    SELECT session_id, coalesce(sum(cost_usd), 0) AS cost, count(*) FILTER (WHERE {UNPRICED_SQL}) AS unpriced
+    FROM api_requests WHERE session_id = ANY($1::text[]) GROUP BY 1)
+UPDATE api_sessions AS s SET cost_usd = f.cost, unpriced_requests = f.unpriced
+FROM fresh AS f WHERE s.session_id = f.session_id"""
+
+_AGENT_REFRESH = """WITH fresh AS (
+    SELECT session_id, coalesce(agent_id, '') AS agent_id, coalesce(sum(cost_usd), 0) AS cost
+    FROM api_requests WHERE session_id = ANY($1::text[]) GROUP BY 1, 2)
+UPDATE api_session_agents AS a SET cost_usd = f.cost
+FROM fresh AS f WHERE a.session_id = f.session_id AND a.agent_id = f.agent_id"""
+
+
 @dataclass
 class RepriceSummary:
     scanned: int = 0
@@ -70,6 +91,7 @@ class RepriceSummary:
     old_total: Decimal = Decimal(0)
     new_total: Decimal = Decimal(0)
     minutes_refreshed: int = 0
+    sessions_refreshed: int = 0
     changed_by_model: dict[str, int] = field(default_factory=dict)
 
 
@@ -155,7 +177,13 @@ async def _write_batch(conn: asyncpg.Connection, changes: list[tuple], summary: 
                 await conn.execute(_UPDATE, *[list(c) for c in cols])
                 await conn.execute(_LOCK, minutes)
                 await conn.execute(_REFRESH, minutes, minutes[0], minutes[-1] + timedelta(minutes=1))
+                sessions = [r["session_id"] for r in await conn.fetch(_SESSIONS_OF, list(cols[0]), list(cols[1]))]
+                if sessions:
+                    await conn.execute(_SESSION_LOCK, sessions)
+                    await conn.execute(_SESSION_REFRESH, sessions)
+                    await conn.execute(_AGENT_REFRESH, sessions)
             summary.minutes_refreshed += len(minutes)
+            summary.sessions_refreshed += len(sessions)
             return
         except asyncpg.DeadlockDetectedError:  # the live writer locked the same rollup rows first
             if attempt == _RETRIES - 1:

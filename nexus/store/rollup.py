@@ -8,9 +8,11 @@ type for both keeps the two sides from drifting apart.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from nexus.core.latency import empty_hist
+from nexus.core.records import REQUEST_TYPE_MESSAGES, Record
 
 
 @dataclass
@@ -56,3 +58,45 @@ class RollupCounters:
         self.web_fetch += other.web_fetch
         self.thinking += other.thinking
         self.unpriced_tokens += other.unpriced_tokens
+
+
+@dataclass
+class SessionCounters:
+    """The counters of one ``api_sessions`` (or ``api_session_agents``) row, for one batch."""
+
+    first_seen: datetime
+    last_seen: datetime
+    account_id: str | None = None
+    client: str | None = None
+    parent_agent_id: str | None = None
+    requests: int = 0
+    errors: int = 0
+    input: int = 0
+    output: int = 0
+    cache_creation: int = 0
+    cache_read: int = 0
+    cost: Decimal = Decimal(0)
+    unpriced: int = 0
+    models: set[str] = field(default_factory=set)
+
+    def add(self, r: Record) -> None:
+        t = r.created_at
+        if t < self.first_seen:
+            self.first_seen = t
+        if t > self.last_seen:
+            self.last_seen = t
+        self.account_id = self.account_id or r.account_id
+        self.client = self.client or r.client
+        self.parent_agent_id = self.parent_agent_id or r.parent_agent_id
+        self.requests += 1
+        self.errors += 1 if r.is_error else 0
+        self.input += r.input_tokens
+        self.output += r.output_tokens
+        self.cache_creation += r.cache_creation_input_tokens
+        self.cache_read += r.cache_read_input_tokens
+        if r.cost_usd is not None:
+            self.cost += r.cost_usd
+        elif r.request_type == REQUEST_TYPE_MESSAGES and r.model:
+            self.unpriced += 1
+        if r.model and len(self.models) < 20:
+            self.models.add(r.model)

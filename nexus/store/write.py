@@ -23,7 +23,7 @@ from nexus.core.latency import bucket_index
 from nexus.core.records import REQUEST_TYPE_MESSAGES, Record
 from nexus.store.partitions import ensure_partitions
 from nexus.store.ratelimits import write_ratelimits
-from nexus.store.rollup import RollupCounters
+from nexus.store.rollup import RollupCounters, SessionCounters
 
 RECORD_COLUMNS: tuple[str, ...] = (
     "id", "created_at", "request_id", "domain", "account_id", "method", "path", "model", "stream",
@@ -32,6 +32,7 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "cache_read_input_tokens", "counted_tokens", "response_time_ms", "ttft_ms", "cost_usd",
     "request_type", "instance_id", "service_tier", "speed", "inference_geo", "web_search_requests",
     "web_fetch_requests", "thinking_tokens", "price_source", "web_search_cost_usd",
+    "session_id", "agent_id", "parent_agent_id", "client", "tags",
 )
 _COLS = ", ".join(RECORD_COLUMNS)
 _TMP = "_nexus_incoming"
@@ -160,6 +161,99 @@ def rollup_rows(agg: dict[RollupKey, RollupCounters]) -> list[tuple]:
              a.web_search, a.web_search_cost, a.web_fetch, a.thinking, a.unpriced_tokens)
             for k, a in agg.items()]
 
+# The sessions read model (migration 0006): one row per session, per (session, agent), per
+# (session, tag). Keys are upserted in sorted order so two instances writing the same sessions
+# take their row locks in the same order (no deadlock).
+_SESSION_UPSERT = """
+INSERT INTO api_sessions AS s (session_id, account_id, client, first_seen, last_seen, requests, errors,
+    input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens, cost_usd,
+    unpriced_requests, models)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (session_id) DO UPDATE SET
+    account_id = coalesce(s.account_id, EXCLUDED.account_id),
+    client = coalesce(s.client, EXCLUDED.client),
+    first_seen = least(s.first_seen, EXCLUDED.first_seen),
+    last_seen = greatest(s.last_seen, EXCLUDED.last_seen),
+    requests = s.requests + EXCLUDED.requests,
+    errors = s.errors + EXCLUDED.errors,
+    input_tokens = s.input_tokens + EXCLUDED.input_tokens,
+    output_tokens = s.output_tokens + EXCLUDED.output_tokens,
+    cache_creation_input_tokens = s.cache_creation_input_tokens + EXCLUDED.cache_creation_input_tokens,
+    cache_read_input_tokens = s.cache_read_input_tokens + EXCLUDED.cache_read_input_tokens,
+    cost_usd = s.cost_usd + EXCLUDED.cost_usd,
+    unpriced_requests = s.unpriced_requests + EXCLUDED.unpriced_requests,
+    models = nexus_models_union(s.models, EXCLUDED.models)
+"""
+
+_AGENT_UPSERT = """
+INSERT INTO api_session_agents AS a (session_id, agent_id, parent_agent_id, first_seen, last_seen, requests,
+    errors, input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens, cost_usd, models)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (session_id, agent_id) DO UPDATE SET
+    parent_agent_id = coalesce(a.parent_agent_id, EXCLUDED.parent_agent_id),
+    first_seen = least(a.first_seen, EXCLUDED.first_seen),
+    last_seen = greatest(a.last_seen, EXCLUDED.last_seen),
+    requests = a.requests + EXCLUDED.requests,
+    errors = a.errors + EXCLUDED.errors,
+    input_tokens = a.input_tokens + EXCLUDED.input_tokens,
+    output_tokens = a.output_tokens + EXCLUDED.output_tokens,
+    cache_creation_input_tokens = a.cache_creation_input_tokens + EXCLUDED.cache_creation_input_tokens,
+    cache_read_input_tokens = a.cache_read_input_tokens + EXCLUDED.cache_read_input_tokens,
+    cost_usd = a.cost_usd + EXCLUDED.cost_usd,
+    models = nexus_models_union(a.models, EXCLUDED.models)
+"""
+
+_TAG_UPSERT = """
+INSERT INTO api_session_tags AS t (session_id, name, value, requests) VALUES ($1, $2, $3, $4)
+ON CONFLICT (session_id, name, value) DO UPDATE SET requests = t.requests + EXCLUDED.requests
+"""
+
+
+@dataclass
+class SessionRollup:
+    sessions: dict[str, SessionCounters] = field(default_factory=dict)
+    agents: dict[tuple[str, str], SessionCounters] = field(default_factory=dict)
+    tags: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+
+def session_rollup(records: Sequence[Record]) -> SessionRollup:
+    """Aggregate the records that carry a session per session, per (session, agent), per tag."""
+    out = SessionRollup()
+    for r in records:
+        sid = r.session_id
+        if sid is None:
+            continue
+        s = out.sessions.get(sid)
+        if s is None:
+            s = out.sessions[sid] = SessionCounters(first_seen=r.created_at, last_seen=r.created_at)
+        s.add(r)
+        akey = (sid, r.agent_id or "")
+        a = out.agents.get(akey)
+        if a is None:
+            a = out.agents[akey] = SessionCounters(first_seen=r.created_at, last_seen=r.created_at)
+        a.add(r)
+        if r.tags:
+            for name, value in r.tags.items():
+                tkey = (sid, name, value)
+                out.tags[tkey] = out.tags.get(tkey, 0) + 1
+    return out
+
+
+async def write_session_rollup(conn: asyncpg.Connection, agg: SessionRollup) -> None:
+    if not agg.sessions:
+        return
+    await conn.executemany(_SESSION_UPSERT, [
+        (sid, c.account_id, c.client, c.first_seen, c.last_seen, c.requests, c.errors, c.input, c.output,
+         c.cache_creation, c.cache_read, c.cost, c.unpriced, sorted(c.models))
+        for sid, c in sorted(agg.sessions.items())])
+    await conn.executemany(_AGENT_UPSERT, [
+        (sid, aid, c.parent_agent_id, c.first_seen, c.last_seen, c.requests, c.errors, c.input, c.output,
+         c.cache_creation, c.cache_read, c.cost, sorted(c.models))
+        for (sid, aid), c in sorted(agg.agents.items())])
+    if agg.tags:
+        await conn.executemany(_TAG_UPSERT, [(*k, n) for k, n in sorted(agg.tags.items())])
+
+
 _BODY_INSERT = """
 INSERT INTO api_request_bodies (request_uuid, created_at, request_headers, response_headers,
     request_body, response_body)
@@ -221,6 +315,7 @@ async def insert_records(conn: asyncpg.Connection, records: Sequence[Record],
         if fresh:
             agg = await rollup(fresh)
             await conn.executemany(_ROLLUP_UPSERT, rollup_rows(agg))
+            await write_session_rollup(conn, session_rollup(fresh))
             limited = [r for r in fresh if r.ratelimit_headers]
             if limited:
                 await write_ratelimits(conn, limited)

@@ -27,6 +27,18 @@ from nexus.store import alerts as q
 from nexus.store.pool import dsn_in_use
 from nexus.store.ratelimits import latest_snapshots
 from proxy.alerts.channels import Dispatcher, Notification
+from proxy.alerts.observations import (
+    learned_limits,
+    observe_clock_skew,
+    observe_daily_cost,
+    observe_error_rate,
+    observe_measured_windows,
+    observe_p95_latency,
+    observe_pool,
+    observe_token_windows,
+    token_limit_for,
+    window_usage,
+)
 from proxy.alerts.rules import (
     KIND_FIRING,
     KIND_REPEAT,
@@ -42,18 +54,8 @@ from proxy.alerts.rules import (
     Clock,
     Observation,
     Transition,
-    learned_limits,
-    observe_clock_skew,
-    observe_daily_cost,
-    observe_error_rate,
-    observe_measured_windows,
-    observe_p95_latency,
-    observe_pool,
-    observe_token_windows,
     step,
-    token_limit_for,
     utc_clock,
-    window_usage,
 )
 from proxy.alerts.watchdog import Watchdog
 from proxy.runtime import Runtime

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -21,19 +22,29 @@ from werkzeug.exceptions import HTTPException
 from nexus.core.ratelimits import utilization_burn
 from nexus.core.timebuckets import iso
 from nexus.core.version import VERSION
-from nexus.store.read import DashboardQueries, DatabaseUnavailable, RollupCache, decode_cursor, ping
+from nexus.store.read import (
+    DashboardQueries,
+    DatabaseUnavailable,
+    RollupCache,
+    decode_cursor,
+    decode_session_cursor,
+    ping,
+)
 from proxy.alerts.routes import blueprint as alerts_blueprint
 from proxy.alerts.rules import parse_key_values
 from proxy.api.auth import FailureLimiter, check_request
-from proxy.api.openapi import openapi_document
+from proxy.api.openapi import openapi_document, query_params_by_route
 from proxy.api.params import (
     BadParam,
+    check_known,
     parse_bool,
     parse_event_id,
     parse_filters,
     parse_int,
     parse_range,
+    parse_session_id,
     parse_status,
+    parse_tag,
     parse_text,
     parse_time,
     parse_window_name,
@@ -142,6 +153,18 @@ def create_dashboard_app(runtime: Runtime, *, auth_max_failures: int = 20, rollu
         if failure.status == 403 or failure.status == 401:
             log.info("dashboard auth failed (%s) from %s for %s", failure.status, client, request.path)
         return json_response(failure.body, failure.status, failure.headers)
+
+    # The query parameters each route takes, from the OpenAPI document (the one list of them).
+    allowed_params = query_params_by_route(openapi_document(VERSION))
+
+    @app.before_request
+    async def _known_params() -> None:
+        rule = request.url_rule
+        if rule is None or not request.args or request.method not in ("GET", "HEAD"):
+            return
+        allowed = allowed_params.get(re.sub(r"<[^>]*>", "{}", rule.rule))
+        if allowed is not None:
+            check_known(request.args, allowed)
 
     @app.errorhandler(BadParam)
     async def _bad_param(exc: BadParam) -> Response:
@@ -273,6 +296,36 @@ def create_dashboard_app(runtime: Runtime, *, auth_max_failures: int = 20, rollu
         days = parse_int(request.args, "days", 30, 1, 400)
         return json_response(await queries().costs(days, runtime.now(), parse_filters(request.args)))
 
+    @app.get("/api/sessions")
+    async def sessions_list() -> Response:
+        t = runtime.now()
+        limit = parse_int(request.args, "limit", 50, 1, 500)
+        before_raw = raw_param(request.args, "before")
+        before = None
+        if before_raw is not None:
+            try:
+                before = decode_session_cursor(before_raw)
+            except ValueError:
+                raise BadParam("before", "not a cursor returned by this API (use nextCursor)") from None
+        raw_active = raw_param(request.args, "active")
+        active = None if raw_active is None else parse_bool(request.args, "active", True)
+        filters = parse_filters(request.args, model=False, session=False)
+        return json_response(await queries().sessions(
+            now=t, idle_s=runtime.settings.proxy.session_idle_s, limit=limit,
+            since=parse_time(request.args, "since", t, None), account=filters.account,
+            tag=parse_tag(request.args), active=active, before=before,
+            client=parse_text(request.args, "client")))
+
+    @app.get("/api/sessions/<sid>")
+    async def session_detail(sid: str) -> Response:
+        session_id = parse_session_id({"id": sid}, "id")
+        limit = parse_int(request.args, "limit", 20, 1, 500)
+        detail = await queries().session_detail(session_id or "", now=runtime.now(),
+                                                idle_s=runtime.settings.proxy.session_idle_s,
+                                                request_limit=limit)
+        if detail is None:
+            return error_response(404, "not_found_error", f"no session with id {session_id}")
+        return json_response(detail)
     @app.get("/api/limits")
     async def limits() -> Response:
         reject_unknown(request.args, "accountId", "account")

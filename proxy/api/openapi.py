@@ -6,6 +6,7 @@ the tests, client generators, API explorers — can check the running server aga
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 _INT = {"type": "integer"}
@@ -44,7 +45,11 @@ _DOMAIN = _q("domain", _FILTER, "Only requests to this domain (Host).")
 _ACCOUNT = _q("accountId", _FILTER, "Only this account (alias: account).")
 _ACCOUNT_ALIAS = _q("account", _FILTER, "Alias of accountId.")
 _MODEL = _q("model", _FILTER, "Only this model: its full name or its family (sonnet-4-5).")
-_FILTERS = [_DOMAIN, _ACCOUNT, _ACCOUNT_ALIAS, _MODEL]
+_SESSION = _q("sessionId", {"type": "string", "pattern": "^\\s*([A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127})?\\s*$"},
+               "Only this session (Claude Code's session id).")
+_TAG = _q("tag", {"type": "string", "pattern": "^\\s*([A-Za-z0-9_-]{1,32}\\s*[:=]\\s*\\S.{0,127})?$"},
+          "Only requests carrying this tag, as name:value (e.g. project:apollo).")
+_FILTERS = [_DOMAIN, _ACCOUNT, _ACCOUNT_ALIAS, _MODEL, _SESSION, _TAG]
 _DAYS = _q("days", {"type": "integer", "minimum": 1, "maximum": 400, "default": 30},
            "Today (UTC) and the days - 1 days before it.")
 
@@ -105,6 +110,20 @@ def _schemas() -> dict[str, Any]:
         "serviceTier": _STR_OR_NULL, "speed": _STR_OR_NULL, "inferenceGeo": _STR_OR_NULL,
         "webSearchRequests": _INT, "webFetchRequests": _INT, "thinkingTokens": _INT,
         "priceSource": _STR_OR_NULL, "webSearchCostUsd": _NUM_OR_NULL,
+        "sessionId": _STR_OR_NULL, "agentId": _STR_OR_NULL, "parentAgentId": _STR_OR_NULL,
+        "client": _STR_OR_NULL, "tags": {"type": "object", "additionalProperties": _STR},
+    })
+    session = _obj({
+        "sessionId": _STR, "accountId": _STR_OR_NULL, "client": _STR_OR_NULL, "firstSeen": _TIME,
+        "lastSeen": _TIME, "active": {"type": "boolean"}, "requests": _INT, "errors": _INT,
+        "tokens": _ref("Tokens"), "costUsd": _NUM, "unpricedRequests": _INT,
+        "models": {"type": "array", "items": _STR}, "agents": _INT,
+        "tags": {"type": "object", "additionalProperties": _STR},
+    })
+    agent = _obj({
+        "agentId": _STR_OR_NULL, "parentAgentId": _STR_OR_NULL, "depth": _INT, "requests": _INT, "errors": _INT,
+        "tokens": _ref("Tokens"), "costUsd": _NUM, "models": {"type": "array", "items": _STR},
+        "firstSeen": _TIME, "lastSeen": _TIME,
     })
     window = _obj({
         "accountId": _STR, "active": {"type": "boolean"}, "windowMinutes": _INT, "windowStart": _TIME,
@@ -143,6 +162,14 @@ def _schemas() -> dict[str, Any]:
         "Tokens": tokens,
         "CostByDimension": by_dimension,
         "RequestRow": request_row,
+        "Session": session,
+        "SessionList": _obj({"sessions": {"type": "array", "items": _ref("Session")}, "nextCursor": _STR_OR_NULL}),
+        "SessionDetail": _obj({
+            "session": _ref("Session"), "agents": {"type": "array", "items": agent},
+            "requests": {"type": "array", "items": _ref("RequestRow")},
+            "quotaShare": {"type": ["object", "null"], "additionalProperties": _NUM},
+            "quotaShareNote": _STR_OR_NULL,
+        }),
         "TokenWindow": window,
         "Health": _obj({"status": {"enum": ["ok", "degraded"]},
                         "database": {"enum": ["connected", "disconnected"]}}),
@@ -279,6 +306,20 @@ def openapi_document(version: str) -> dict[str, Any]:
             _ref("Errors")),
         "/api/costs": _get("Cost by day and model, cumulative, month to date and month-end projection.",
                            [_DAYS, *_FILTERS], _ref("Costs")),
+        "/api/sessions": _get(
+            "Sessions (Claude Code and others that name one) by most recent activity, cursor-paged.",
+            [_q("since", _STR, "Only sessions active since. " + _TIME_DOC), _ACCOUNT, _ACCOUNT_ALIAS, _TAG,
+             _q("active", {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]},
+                "true: only sessions with a request in the last SESSION_IDLE_S; false: only the others."),
+             _q("client", _FILTER, "Only sessions whose client starts with this (e.g. claude-cli)."),
+             _q("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "Page size."),
+             _q("before", _STR, "Cursor: nextCursor of the previous page.")],
+            _ref("SessionList")),
+        "/api/sessions/{id}": _get(
+            "One session: totals, its agent tree with per-agent totals, its latest requests.",
+            [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+             _q("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 20}, "Latest requests.")],
+            _ref("SessionDetail"), {"404": _error_response("No session with this id.")}),
         "/api/limits": _get(
             "Each account's rate limits exactly as the latest answer's headers said them (docs/limits.md).",
             [_ACCOUNT, _ACCOUNT_ALIAS], _ref("Limits")),
@@ -301,6 +342,8 @@ def openapi_document(version: str) -> dict[str, Any]:
         }},
         "/api/alerts": {"get": {
             "summary": "Active and recent alerts (served by the alerts blueprint).",
+            "parameters": [_q("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                              "Recent alerts at most.")],
             "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
                 "type": "object"}}}}, **_COMMON_ERRORS},
         }},
@@ -333,3 +376,19 @@ def openapi_document(version: str) -> dict[str, Any]:
         },
         "paths": paths,
     }
+
+
+def query_params_by_route(doc: dict[str, Any]) -> dict[str, frozenset[str]]:
+    """Each documented GET path (``{x}`` placeholders as ``{}``) → the query parameters it takes.
+
+    The one place the API's allowed parameters come from: the app rejects any other (a 400 that
+    names it), so the document and the server cannot drift apart.
+    """
+    out: dict[str, frozenset[str]] = {}
+    for path, item in doc["paths"].items():
+        op = item.get("get")
+        if op is None:
+            continue
+        names = {p["name"] for p in op.get("parameters", []) if p.get("in") == "query"}
+        out[re.sub(r"\{[^}]*\}", "{}", path)] = frozenset(names)
+    return out

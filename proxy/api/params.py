@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from nexus.core.durations import looks_like_duration, parse_duration
+from nexus.core.sessions import parse_tag_filter, valid_id
 from nexus.store.read import Filters
 
 MAX_FILTER_LEN = 512
@@ -106,10 +107,41 @@ def parse_text(args: Mapping[str, str], *names: str) -> str | None:
     return None
 
 
-def parse_filters(args: Mapping[str, str], model: bool = True) -> Filters:
+def parse_session_id(args: Mapping[str, str], name: str = "sessionId") -> str | None:
+    raw = raw_param(args, name)
+    if raw is None:
+        return None
+    sid = valid_id(raw)
+    if sid is None:
+        raise BadParam(name, "expected a session id (1-128 characters of A-Z a-z 0-9 . _ : @ + = -)")
+    return sid
+
+
+def parse_tag(args: Mapping[str, str], name: str = "tag") -> tuple[str, str] | None:
+    raw = raw_param(args, name)
+    if raw is None:
+        return None
+    try:
+        return parse_tag_filter(raw)
+    except ValueError as exc:
+        raise BadParam(name, str(exc)) from None
+
+
+def parse_filters(args: Mapping[str, str], model: bool = True, session: bool = True) -> Filters:
     return Filters(domain=parse_text(args, "domain"),
                    account=parse_text(args, "accountId", "account"),
-                   model=parse_text(args, "model") if model else None)
+                   model=parse_text(args, "model") if model else None,
+                   session=parse_session_id(args) if session else None,
+                   tag=parse_tag(args) if session else None)
+
+
+def check_known(args: Mapping[str, str], allowed: frozenset[str]) -> None:
+    """A 400 naming the first query parameter the route does not take (silently ignoring a filter
+    would answer a question nobody asked: ``/api/stats?tag=…`` returning everything)."""
+    for name in args:
+        if name not in allowed:
+            hint = ", ".join(sorted(allowed)) or "none"
+            raise BadParam(name, f"unknown query parameter (this route takes: {hint})")
 
 
 def parse_status(args: Mapping[str, str]) -> str | int | None:

@@ -32,6 +32,7 @@ from nexus.core.records import (
     utcnow,
 )
 from nexus.core.redact import client_secret, header_names, redact_headers
+from nexus.core.sessions import attribute, tag_header_map
 from nexus.core.usage import (
     StreamUsageParser,
     Usage,
@@ -102,6 +103,7 @@ class Exchange:
         r.thinking_tokens = usage.thinking_tokens
         if usage.model and not r.model:
             r.model = usage.model
+        r.response_model, r.response_id, r.stop_reason = usage.model, usage.message_id, usage.stop_reason
         if usage.error_type and not r.error_type:
             r.error_type = usage.error_type
             r.error_message = usage.error_message
@@ -155,17 +157,20 @@ def usage_of(r: Record) -> Usage:
     )
 
 
-def _model_of(body: bytes) -> tuple[str | None, bool]:
+def _body_facts(body: bytes) -> tuple[str | None, bool, Any]:
+    """Model, stream flag and ``metadata.user_id`` from the one parse of the request body."""
     if not body:
-        return None, False
+        return None, False, None
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return None, False
+        return None, False, None
     if not isinstance(data, dict):
-        return None, False
+        return None, False, None
     model = data.get("model")
-    return (model[:200] if isinstance(model, str) else None), bool(data.get("stream") is True)
+    meta = data.get("metadata")
+    user_id = meta.get("user_id") if isinstance(meta, dict) else None
+    return (model[:200] if isinstance(model, str) else None), bool(data.get("stream") is True), user_id
 
 
 async def forward(runtime: Runtime, path: str, session: aiohttp.ClientSession,
@@ -206,13 +211,19 @@ async def _forward(runtime: Runtime, path: str, session: aiohttp.ClientSession,
     record: Record | None = None
     exchange: Exchange | None = None
     if rtype is not None:
-        model, is_stream = _model_of(body) if rtype != REQUEST_TYPE_OTHER else (None, False)
+        model, is_stream, user_id = _body_facts(body) if rtype != REQUEST_TYPE_OTHER else (None, False, None)
+        who = attribute(req_headers, user_id, tag_header_map(settings.proxy.tag_headers))
         record = Record(
             domain=normalize_host(host) or "unknown",
             account_id=resolver.account_for(host, client_secret(req_headers)),
             method=method, path=full_path, model=model, stream=is_stream,
             request_type=rtype, instance_id=runtime.instance_id,
+            traceparent=req_headers.get("traceparent"), tracestate=req_headers.get("tracestate"),
+            session_id=who.session_id, agent_id=who.agent_id, parent_agent_id=who.parent_agent_id,
+            client=who.client, tags=who.tags or None,
         )
+        if who.ignored_tags and metrics is not None:
+            metrics.tags_ignored.inc(who.ignored_tags)
         exchange = Exchange(runtime=runtime, record=record, started=started)
         if settings.proxy.store_bodies != "none":
             exchange.request_headers = req_headers

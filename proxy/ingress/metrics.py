@@ -28,6 +28,7 @@ from nexus.pricing.models import normalize_model_id
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_LABEL_LEN = 120
+MAX_TRACKED_SESSIONS = 100_000
 MAX_SERIES_PER_METRIC = 1_000
 TOP_DOMAINS = 50
 DOMAIN_WINDOW_S = 86_400.0
@@ -218,6 +219,8 @@ class Metrics:
                                      "Records in the on-disk journal awaiting replay", registry=r)
         self.records_dropped = Counter("claude_proxy_records_dropped", "Records lost (should stay 0)",
                                        registry=r)
+        self.otel_dropped = Counter("claude_proxy_otel_dropped",
+                                    "OpenTelemetry spans not delivered (queue full, export failed)", registry=r)
         self.db_up = Gauge("claude_proxy_database_up", "1 when the database accepts writes", registry=r)
         self.db_pool_in_use = Gauge("claude_proxy_db_pool_in_use", "Database connections in use", registry=r)
         self.db_pool_size = Gauge("claude_proxy_db_pool_size", "Database pool maximum size", registry=r)
@@ -231,6 +234,15 @@ class Metrics:
         self.clock_offset = Gauge("claude_proxy_clock_offset_seconds",
                                   "This instance's clock minus the database server's, last measured", registry=r)
         self.sse_subscribers = Gauge("claude_proxy_sse_subscribers", "Open /api/sse streams", registry=r)
+        self.sessions_active = Gauge("claude_proxy_sessions_active",
+                                     "Sessions with a request through this instance within SESSION_IDLE_S",
+                                     registry=r)
+        self.tags_ignored = Counter("claude_proxy_tags_ignored",
+                                    "x-nexus-tag-* / TAG_HEADERS values over the limits (name, value, 10 a request)",
+                                    registry=r)
+        # session id -> monotonic time of its last request here (pruned at scrape time, bounded).
+        self._session_seen: dict[str, float] = {}
+        self.session_idle_s = 600.0
         self._request_children: dict[tuple[str | None, str | None, int], Any] = {}
         self._requests = _Bounded(self.requests, ("domain", "model", "status"))
         self._unpriced = _Bounded(self.unpriced, ("model",))
@@ -280,6 +292,23 @@ class Metrics:
             self._unpriced.child(model_label(rec.model)).inc()
         if rec.is_error:
             self._errors.child(_label(rec.error_type, f"http_{rec.status_code}")).inc()
+        if rec.session_id is not None:
+            seen = self._session_seen
+            seen.pop(rec.session_id, None)  # re-insert: the dict stays ordered oldest first
+            seen[rec.session_id] = time.monotonic()
+            if len(seen) > MAX_TRACKED_SESSIONS:
+                del seen[next(iter(seen))]
+
+    def active_sessions(self) -> int:
+        """Sessions seen within ``session_idle_s``; forgets the older ones (oldest first)."""
+        seen = self._session_seen
+        horizon = time.monotonic() - self.session_idle_s
+        while seen:
+            oldest = next(iter(seen))
+            if seen[oldest] >= horizon:
+                break
+            del seen[oldest]
+        return len(seen)
 
     def bind(self, runtime: Any) -> None:
         """Gauges read live from the runtime at scrape time."""
@@ -299,6 +328,8 @@ class Metrics:
         self.db_pool_in_use.set_function(pool_in_use)
         self.db_pool_size.set_function(pool_size)
         self.sse_subscribers.set_function(lambda: float(runtime.broker.subscriber_count))
+        self.session_idle_s = runtime.settings.proxy.session_idle_s
+        self.sessions_active.set_function(lambda: float(self.active_sessions()))
         self.db_up.set_function(lambda: 1.0 if runtime.db_connected else 0.0)
         self.registry.register(RateLimitCollector(runtime))
         self.queue_depth.set_function(

@@ -17,6 +17,8 @@ import aiohttp
 import orjson
 from quart import Response
 
+from nexus.core.sessions import TAG_PREFIX
+
 log = logging.getLogger("nexus.forward")
 
 HOP_BY_HOP = frozenset({
@@ -113,8 +115,8 @@ def outgoing_headers(raw: Any) -> dict[str, str] | list[tuple[str, str]]:
     connection_tokens = {t.strip().lower() for t in raw.get("connection", "").split(",") if t.strip()}
     for name, value in raw.items():
         low = name.lower()
-        if low in HOP_BY_HOP or low in connection_tokens:
-            continue
+        if low in HOP_BY_HOP or low in connection_tokens or low.startswith(TAG_PREFIX):
+            continue  # tags (x-nexus-tag-*) are ours alone: never forwarded upstream
         out.append((name, value))
     return out
 

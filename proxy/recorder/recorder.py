@@ -1,7 +1,8 @@
 """Records leave the request path here: ``submit()`` never blocks and never touches the database.
 
-``submit`` counts the record (metrics, /token-stats), publishes it on the local stream, logs it
-and appends it to a bounded in-memory queue. One writer task drains the queue in batches
+``submit`` counts the record (metrics, /token-stats), publishes it on the local stream, logs it,
+hands it to OpenTelemetry when configured (``otel.py``: a span queued for a background export) and
+appends it to a bounded in-memory queue. One writer task drains the queue in batches
 (COPY + idempotent insert, see ``nexus.store.write``), then NOTIFYs other instances. When the
 database is away, or the queue passes its high-water mark, batches go to the on-disk journal
 instead, and the journal is replayed when the database is back. Nothing is dropped while the
@@ -103,6 +104,8 @@ class Recorder:
                 self.limits.observe(record)
             if self.on_record is not None:
                 self.on_record(record)
+            if rt.telemetry is not None:
+                rt.telemetry.export(record)
         except Exception:  # noqa: BLE001 - observability must never fail a request
             log.exception("post-processing of a record failed")
         if len(self.queue) >= self.queue_limit:

@@ -142,3 +142,27 @@ async def test_reprice_of_one_model_and_a_live_writer(db_conn: asyncpg.Connectio
     assert await db_conn.fetchval("SELECT sum(cost_usd) FROM api_requests WHERE model = 'claude-opus-5-5'") \
         == Decimal("0.048") * 80
     await rollups_agree(db_conn)
+
+
+async def test_reprice_refreshes_the_sessions_of_the_changed_rows(db_conn: asyncpg.Connection,
+                                                                  tmp_path: Path) -> None:
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"models": {"claude-foo-1": {"input": 1, "output": 5}}}))
+    table = PriceTable.load(prices)
+    records = [
+        rec(30, "claude-foo-1", None, session_id="s1"),  # unknown then: 1000 * 1 + 1000 * 5 per MTok -> 0.006
+        rec(29, "claude-foo-1", None, session_id="s1", agent_id="agent-a"),
+        rec(28, "claude-sonnet-4-5", "0.018", session_id="s1", price_source=table.dataset.label),
+        rec(27, "claude-sonnet-4-5", "0.018", session_id="s2", price_source=table.dataset.label),
+    ]
+    await insert_records(db_conn, records, PartitionCache())
+    before = await db_conn.fetchrow("SELECT cost_usd, unpriced_requests FROM api_sessions WHERE session_id = 's1'")
+    assert (before["cost_usd"], before["unpriced_requests"]) == (Decimal("0.018"), 2)
+    summary = await reprice(db_conn, table, since=NOW - timedelta(hours=1))
+    assert summary.changed == 2 and summary.sessions_refreshed == 1
+    s1 = await db_conn.fetchrow("SELECT cost_usd, unpriced_requests FROM api_sessions WHERE session_id = 's1'")
+    assert (s1["cost_usd"], s1["unpriced_requests"]) == (Decimal("0.030"), 0)
+    agents = {r["agent_id"]: r["cost_usd"] for r in await db_conn.fetch(
+        "SELECT agent_id, cost_usd FROM api_session_agents WHERE session_id = 's1'")}
+    assert agents == {"": Decimal("0.024"), "agent-a": Decimal("0.006")}
+    assert await db_conn.fetchval("SELECT cost_usd FROM api_sessions WHERE session_id = 's2'") == Decimal("0.018")

@@ -18,13 +18,17 @@ from hypothesis import strategies as st
 from proxy.api.app import BadParam, parse_time
 
 ROUTE_PARAMS: dict[str, list[str]] = {
-    "/api/stats": ["since", "until", "domain", "accountId", "account", "model"],
+    "/api/stats": ["since", "until", "domain", "accountId", "account", "model", "sessionId", "tag", "top"],
     "/api/token-usage/current": ["accountId", "account", "window", "domain"],
     "/api/token-usage/daily": ["accountId", "account", "days", "aggregate", "domain"],
-    "/api/timeseries": ["since", "until", "bucket", "domain", "accountId", "model"],
-    "/api/requests": ["limit", "before", "status", "domain", "model", "accountId", "since", "until"],
-    "/api/errors": ["since", "until", "domain", "accountId", "model", "limit"],
-    "/api/costs": ["days", "domain", "accountId"],
+    "/api/timeseries": ["since", "until", "bucket", "domain", "accountId", "account", "model", "sessionId", "tag"],
+    "/api/requests": ["limit", "before", "status", "domain", "model", "accountId", "account", "since", "until",
+                      "sessionId", "tag"],
+    "/api/errors": ["since", "until", "domain", "accountId", "account", "model", "limit", "sessionId", "tag"],
+    "/api/costs": ["days", "domain", "accountId", "account", "model", "sessionId", "tag"],
+    "/api/sessions": ["since", "accountId", "account", "tag", "active", "client", "limit", "before"],
+    "/api/sessions/{}": ["limit"],
+    "/api/alerts": ["limit"],
     "/api/sse": ["lastEventId"],
     "/api/limits": ["accountId", "account"],
     "/api/limits/history": ["accountId", "account", "window", "since", "until"],
@@ -114,6 +118,39 @@ def test_parse_time_forms():
         parse_time({"since": "1 hour"}, "since", now, None)
 
 
+def test_route_params_are_the_documented_ones():
+    """The hand-written list above and the OpenAPI document (where the server gets its list) agree."""
+    from nexus.core.version import VERSION
+    from proxy.api.openapi import openapi_document, query_params_by_route
+
+    documented = query_params_by_route(openapi_document(VERSION))
+    for path, names in ROUTE_PARAMS.items():
+        assert documented[path] == frozenset(names), path
+
+
+async def test_every_api_route_is_documented(api):
+    """Every /api route the app serves has its parameters in the OpenAPI document (or it would take any)."""
+    import re
+
+    from nexus.core.version import VERSION
+    from proxy.api.app import create_dashboard_app
+    from proxy.api.openapi import openapi_document, query_params_by_route
+
+    documented = query_params_by_route(openapi_document(VERSION))
+    app = create_dashboard_app(api.runtime)
+    rules = {re.sub(r"<[^>]*>", "{}", r.rule) for r in app.url_map.iter_rules()
+             if r.rule.startswith("/api") and "GET" in (r.methods or ())}
+    assert rules - set(documented) == set()
+
+
+@pytest.mark.parametrize("path", [p for p in ROUTE_PARAMS if p != "/api/sse"] + ["/health"])
+async def test_unknown_query_parameter_is_a_400_naming_it(api, path):
+    r = await api.client.get(path.replace("{}", "some-session"), params={"tga": "project:apollo"})
+    assert r.status_code == 400, (path, r.text)
+    err = r.json()["error"]
+    assert err["param"] == "tga" and "unknown query parameter" in err["message"]
+
+
 # ---- hypothesis: every parameter of every route, arbitrary values, never a 500 ------------------
 
 _text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
@@ -140,21 +177,27 @@ async def test_fuzz_every_parameter_never_500(loaded_api, data):
     a, _ = loaded_api
     for path, names in ROUTE_PARAMS.items():
         params = data.draw(_params_for(path), label=path)
+        unknown = "unknownParam" in params
         if path == "/api/sse":
             # the stream would not end on its own: only check what comes before the body
             async with a.client.stream("GET", path, params=params) as r:
                 assert r.status_code in (200, 400), (path, params, r.status_code)
+                assert r.status_code == 400 or not unknown
                 if r.status_code == 400:
                     err = (await r.aread()).decode()
-                    assert "lastEventId" in err
+                    assert ("unknownParam" if unknown else "lastEventId") in err
             continue
+        url = path.replace("{}", "5f1e7b2a-8c3d-4e6f-9a0b-1c2d3e4f5a6b")
         try:
-            r = await a.client.get(path, params=params)
+            r = await a.client.get(url, params=params)
         except httpx.TransportError as exc:
             raise AssertionError(f"server dropped {path} {params!r}: {exc!r}") from exc
-        assert r.status_code in (200, 400), (path, params, r.status_code, r.text[:300])
+        assert r.status_code in (200, 400, 404), (path, params, r.status_code, r.text[:300])
+        assert r.status_code != 404 or path == "/api/sessions/{}"
         assert r.headers["content-type"].startswith("application/json")
         body = r.json()
+        if unknown:  # an unknown parameter is refused before anything else is read
+            assert r.status_code == 400 and body["error"]["param"] == "unknownParam", (path, params)
         if r.status_code == 400:
             assert body["error"]["type"] == "invalid_request_error"
             assert body["error"]["param"] in names + ["unknownParam"]  # an unknown one is named too

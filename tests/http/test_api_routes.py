@@ -254,7 +254,8 @@ async def test_requests_paging_and_filters(loaded_api):
         "costUsd": 0.01, "requestType": "messages", "countedTokens": None, "instanceId": None,
         "cacheWrite5mTokens": 0, "cacheWrite1hTokens": 0, "serviceTier": None, "speed": None, "inferenceGeo": None,
         "webSearchRequests": 0, "webFetchRequests": 0, "thinkingTokens": 0, "priceSource": None,
-        "webSearchCostUsd": None,
+        "webSearchCostUsd": None, "sessionId": "sess-a", "agentId": None, "parentAgentId": None, "client": None,
+        "tags": {"project": "apollo"},
     }
 
     async def ids(**params) -> list[str]:

@@ -113,3 +113,45 @@ async def test_dead_proxy_is_counted_not_raised() -> None:
     counters = await _run_for(f"http://127.0.0.1:{port}", TrafficProfile(rate_per_s=30, seed=3), 0.5, broken_callback)
     assert counters["sent"] > 3 and counters["ok"] == 0
     assert counters["errors"] == counters["sent"] == counters["by_status"][0] == len(calls)
+
+
+def test_claude_code_like_sessions_with_sub_agents_and_tags() -> None:
+    """The Sessions screen has something to show: sessions in all three formats, sub-agents, tags.
+
+    Plans, not timed traffic: what a seed decides, so the check holds on a loaded machine too.
+    """
+    import orjson
+
+    from nexus.sim.traffic import _ACCOUNTS, _Generator
+
+    gen = _Generator("http://x", TrafficProfile(seed=11), None)
+    alice = next(a for a in _ACCOUNTS if a.name == "alice")
+    plans = [gen.plan() for _ in range(150)]
+    for _ in range(3):
+        plans += [gen.plan(alice, in_burst=True) for _ in range(10)]
+    heads = [p["headers"] for p in plans]
+    assert gen.planner.started >= 5
+    assert len({h["x-claude-code-session-id"] for h in heads if "x-claude-code-session-id" in h}) >= 3
+    agents = {h["x-claude-code-agent-id"] for h in heads if "x-claude-code-agent-id" in h}
+    parents = {h["x-claude-code-parent-agent-id"] for h in heads if "x-claude-code-parent-agent-id" in h}
+    assert agents and parents and parents <= agents
+    projects = {h.get("x-nexus-tag-project") for h in heads} - {None}
+    assert {"apollo", "hermes", "atlas"} <= projects <= {"apollo", "zeus", "hermes", "atlas"}
+    assert all(h["x-app"] == "cli" and h["user-agent"].startswith("claude-cli/")
+               for h in heads if h["Host"] != "ci.example.com")
+    assert not any("x-claude-code-session-id" in h for h in heads if h["Host"] == "ci.example.com")
+    # older Claude Codes: the session only in metadata.user_id (JSON for research, legacy for bob)
+    research = [p for p in plans if p["headers"]["Host"] == "research.example.org"]
+    assert research and not any("x-claude-code-session-id" in p["headers"] for p in research)
+    user_id = orjson.loads(research[0]["body"])["metadata"]["user_id"]
+    assert orjson.loads(user_id)["session_id"]
+    bob = [p for p in plans if p["account"].name == "bob"]
+    assert bob and "_session_" in orjson.loads(bob[0]["body"])["metadata"]["user_id"]
+
+
+def test_session_plans_are_seeded() -> None:
+    from nexus.sim.traffic import _Generator
+
+    a = [_Generator("http://x", TrafficProfile(seed=5), None).plan(in_burst=True)["headers"] for _ in range(1)]
+    b = [_Generator("http://x", TrafficProfile(seed=5), None).plan(in_burst=True)["headers"] for _ in range(1)]
+    assert a == b

@@ -151,6 +151,68 @@ async def test_tool_not_used_without_being_asked(mock: MockUpstream) -> None:
     assert named.stop_reason == "tool_use"
 
 
+BASH_TOOL = {"name": "Bash", "description": "Run a shell command",
+             "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}
+AGENT_TOOL = {"name": "Agent", "description": "Launch a sub-agent",
+              "input_schema": {"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"]}}
+REMINDER = ("<system-reminder>You can use the Bash tool and the Agent tool; call Bash to run commands."
+            "</system-reminder>")
+TOOL_RESULT = {"type": "tool_result", "tool_use_id": "toolu_01", "content": "use the Bash tool again"}
+
+# (what the last user message holds, the tool the mock calls or None for plain text)
+AGENT_SAFE_CASES = [
+    ("Say hello", None),
+    ("hi", None),
+    ("Tell me about bash scripting", None),  # mentions, does not ask
+    ("Bash", None),
+    (REMINDER + "\nSay hello", None),  # Claude Code's reminders name every tool
+    ([{"type": "text", "text": REMINDER}, {"type": "text", "text": "Say hello"}], None),
+    ([{"type": "text", "text": "<system-reminder>run Bash"}, {"type": "text", "text": "hi"}], None),  # unclosed
+    ([TOOL_RESULT], None),  # answering a tool never calls another
+    ([TOOL_RESULT, {"type": "text", "text": "now use the Bash tool"}], None),
+    ("Please use the Bash tool to list files", "Bash"),
+    ("run bash: ls", "Bash"),
+    ("call the Agent tool to explore", "Agent"),
+    ([{"type": "text", "text": REMINDER}, {"type": "text", "text": "invoke Agent"}], "Agent"),
+    ("use Bashful", None),
+]
+
+
+async def test_trailing_system_message_is_not_the_turn(mock: MockUpstream, http: aiohttp.ClientSession) -> None:
+    """Claude Code 2.1.197 ends ``messages`` with a ``system`` message listing its agent types."""
+    agent_types = "Available agent types for the Agent tool: use the Agent tool for broad searches"
+    for ask, expected in (("Please use the Agent tool to explore", "tool_use"), ("hi", "end_turn")):
+        body = {**BODY, "tools": [BASH_TOOL, AGENT_TOOL],
+                "messages": [{"role": "user", "content": [{"type": "text", "text": REMINDER},
+                                                          {"type": "text", "text": ask}]},
+                             {"role": "system", "content": agent_types}]}
+        async with http.post(f"{mock.url}/v1/messages", json=body, headers=KEY) as r:
+            assert (await r.json())["stop_reason"] == expected, ask
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+@pytest.mark.parametrize(("content", "expected"), AGENT_SAFE_CASES)
+async def test_agent_gets_plain_text_unless_it_asks_for_a_tool(mock: MockUpstream, content: Any,
+                                                               expected: str | None, streaming: bool) -> None:
+    """A real Claude Code offers ~20 tools on every request; the mock must end its turn unless asked."""
+    kw: dict[str, Any] = {**BODY, "tools": [BASH_TOOL, AGENT_TOOL],
+                          "messages": [{"role": "user", "content": "start"},
+                                       {"role": "assistant", "content": "ok"},
+                                       {"role": "user", "content": content}]}
+    client = sdk(mock)
+    if streaming:
+        async with client.messages.stream(**kw) as stream:
+            msg = await stream.get_final_message()
+    else:
+        msg = await client.messages.create(**kw)
+    used = [b.name for b in msg.content if b.type == "tool_use"]
+    if expected is None:
+        assert used == [] and [b.type for b in msg.content] == ["text"]
+        assert msg.stop_reason in ("end_turn", "max_tokens")
+    else:
+        assert used == [expected] and msg.stop_reason == "tool_use"
+
+
 ERRORS = [(400, "invalid_request_error", anthropic.BadRequestError),
           (401, "authentication_error", anthropic.AuthenticationError),
           (403, "permission_error", anthropic.PermissionDeniedError),

@@ -102,3 +102,52 @@ async def test_default_out_path_is_in_cwd(stack: Any, tmp_path: Path) -> None:
     assert p.parent == Path(".") and p.name.startswith("nexus-snapshot-") and p.suffix == ".json"
     async with httpx.AsyncClient() as c:  # the stack is up: sanity for the next test's URL
         assert (await c.get(f"{stack.dashboard_url}/health")).status_code == 200
+
+
+async def test_sessions_in_json_csv_and_one_session_export(stack: Any, tmp_path: Path) -> None:
+    from tests.support.traffic import claude_code
+
+    sid, other = "5f1e7b2a-8c3d-4e6f-9a0b-1c2d3e4f5a6b", "0d9c8b7a-6f5e-4d3c-2b1a-0f9e8d7c6b5a"
+    await send(stack, 3, extra=claude_code(sid, project="apollo"))
+    await send(stack, 2, extra=claude_code(sid, "agent-a", project="apollo"))
+    await send(stack, 1, extra=claude_code(other))
+    await send(stack, 1)
+    await wait_total(stack, 7)
+    target = ["--url", stack.dashboard_url, "--key", stack.key]
+
+    out = tmp_path / "snap.json"
+    code, _, stderr = await nexus(tmp_path, "export", "--format", "json", "--out", str(out), *target)
+    assert code == 0, stderr
+    snap = json.loads(_read(out))
+    listed = await api_get(stack, "/api/sessions", since="1h")
+    assert snap["sessions"] == listed["sessions"] and {s["sessionId"] for s in snap["sessions"]} == {sid, other}
+
+    out_csv = tmp_path / "req.csv"
+    code, _, stderr = await nexus(tmp_path, "export", "--format", "csv", "--out", str(out_csv), *target)
+    assert code == 0, stderr
+    rows = list(csv.DictReader(_read(out_csv).splitlines()))
+    assert sorted((r["sessionId"], r["agentId"], r["tags"]) for r in rows) == sorted(
+        [(sid, "", '{"project": "apollo"}')] * 3 + [(sid, "agent-a", '{"project": "apollo"}')] * 2
+        + [(other, "", ""), ("", "", "")])
+    assert {r["client"] for r in rows if r["sessionId"]} == {"claude-cli/2.1.197 (cli)"}
+
+    one = tmp_path / "one.json"
+    code, stdout, stderr = await nexus(tmp_path, "export", "--session", sid, "--out", str(one), *target)
+    assert code == 0, stderr
+    assert "5 requests" in stdout
+    data = json.loads(_read(one))
+    detail = await api_get(stack, f"/api/sessions/{sid}")
+    assert data["session"] == detail["session"] and data["agents"] == detail["agents"]
+    assert len(data["requests"]) == 5 and {r["sessionId"] for r in data["requests"]} == {sid}
+
+    one_csv = tmp_path / "one.csv"
+    code, stdout, stderr = await nexus(tmp_path, "export", "--session", sid, "--format", "csv",
+                                       "--out", str(one_csv), *target)
+    assert code == 0, stderr
+    assert len(list(csv.DictReader(_read(one_csv).splitlines()))) == 5
+
+    code, _, stderr = await nexus(tmp_path, "export", "--session", "nobody", "--out", str(tmp_path / "x.json"),
+                                  *target)
+    assert code != 0 and "no session" in stderr and "Traceback" not in stderr
+    code, _, stderr = await nexus(tmp_path, "export", "--session", sid, "--format", "svg", *target)
+    assert code != 0 and "--session" in stderr

@@ -44,25 +44,35 @@ def rec(now: datetime, ago: timedelta, **kw: Any) -> Record:
     return Record(**base)
 
 
+SESSION_A = "sess-a"
+
+
 def dataset(now: datetime) -> dict[str, Record]:
-    """Six records: two in the current minute, two within the hour, one 3 h ago, one 2 days ago."""
+    """Six records: two in the current minute, two within the hour, one 3 h ago, one 2 days ago.
+
+    r1, r3, r5 and r6 belong to session ``sess-a`` (r3 by its sub-agent); r1 and r5 carry the tag
+    project=apollo, r5 also team=infra.
+    """
     return {
         "r1": rec(now, timedelta(seconds=10), input_tokens=100, output_tokens=50,
                   cache_creation_input_tokens=10, cache_read_input_tokens=1000, response_time_ms=100.0,
-                  ttft_ms=42.5, cost_usd=Decimal("0.01"), stream=True, request_id="req_1"),
+                  ttft_ms=42.5, cost_usd=Decimal("0.01"), stream=True, request_id="req_1",
+                  session_id=SESSION_A, tags={"project": "apollo"}),
         "r2": rec(now, timedelta(seconds=20), status_code=529, error_type="overloaded_error",
                   error_message="Overloaded", response_time_ms=2000.0,
                   request_headers={"anthropic-version": "2023-06-01", "x-api-key": "sk-ant-secret"},
                   response_headers={"request-id": "req_2", "content-type": "application/json"},
                   request_body='{"model":"claude-sonnet-4-5"}', response_body=OVERLOADED_BODY),
         "r3": rec(now, timedelta(minutes=5), domain="b.example", account_id="acct_2", model=HAIKU,
-                  input_tokens=10, output_tokens=5, response_time_ms=40.0, cost_usd=Decimal("0.001")),
+                  input_tokens=10, output_tokens=5, response_time_ms=40.0, cost_usd=Decimal("0.001"),
+                  session_id=SESSION_A, agent_id="agent-1"),
         "r4": rec(now, timedelta(minutes=30), domain="b.example", account_id="acct_2", model=MYSTERY,
                   input_tokens=7, output_tokens=3, response_time_ms=300.0, cost_usd=None),
         "r5": rec(now, timedelta(hours=3), error_type="api_error", input_tokens=20, output_tokens=30,
-                  response_time_ms=700.0, cost_usd=Decimal("0.002")),
+                  response_time_ms=700.0, cost_usd=Decimal("0.002"), session_id=SESSION_A,
+                  tags={"project": "apollo", "team": "infra"}),
         "r6": rec(now, timedelta(days=2), input_tokens=1000, output_tokens=1000, response_time_ms=50.0,
-                  cost_usd=Decimal("1.0")),
+                  cost_usd=Decimal("1.0"), session_id=SESSION_A),
     }
 
 

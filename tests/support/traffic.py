@@ -12,8 +12,9 @@ BODY = {"model": "claude-sonnet-4-5", "max_tokens": 32, "messages": [{"role": "u
 
 
 async def send(stack: Any, n: int = 1, *, domain: str = "team-a.example", model: str = "claude-sonnet-4-5",
-               status: int | None = None, key: str = "sk-ant-tui-test-a") -> None:
-    headers = {"x-api-key": key, "anthropic-version": "2023-06-01", "Host": domain}
+               status: int | None = None, key: str = "sk-ant-tui-test-a",
+               extra: dict[str, str] | None = None) -> None:
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01", "Host": domain, **(extra or {})}
     if status is not None:
         headers["x-mock-status"] = str(status)
     async with httpx.AsyncClient(base_url=stack.proxy_url, timeout=30) as c:
@@ -36,3 +37,15 @@ async def wait_total(stack: Any, n: int, timeout: float = 10.0, **params: Any) -
         if stats["totalRequests"] >= n or time.monotonic() > deadline:
             return stats
         await asyncio.sleep(0.05)
+
+
+def claude_code(session: str, agent: str | None = None, parent: str | None = None, **tags: str) -> dict[str, str]:
+    """The headers Claude Code 2.1.197 sends (tests/fixtures/claude_code/), plus ``x-nexus-tag-*`` tags."""
+    h = {"x-claude-code-session-id": session, "user-agent": "claude-cli/2.1.197 (external, sdk-cli)",
+         "x-app": "cli"}
+    if agent:
+        h["x-claude-code-agent-id"] = agent
+    if parent:
+        h["x-claude-code-parent-agent-id"] = parent
+    h.update({f"x-nexus-tag-{k}": v for k, v in tags.items()})
+    return h

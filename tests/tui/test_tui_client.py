@@ -66,7 +66,7 @@ def test_formatting_never_shows_unpriced_as_zero() -> None:
 
 def test_query_and_ranges() -> None:
     q = Query(time_range="1h", domain="a.example")
-    assert q.params() == {"domain": "a.example", "accountId": None, "model": None}
+    assert q.params() == {"domain": "a.example", "accountId": None, "model": None, "sessionId": None, "tag": None}
     assert q.matches(RequestEvent.parse({**EVENT, "domain": "a.example"}))
     assert not q.matches(RequestEvent.parse({**EVENT, "domain": "b.example"}))
     seen = ["15m"]

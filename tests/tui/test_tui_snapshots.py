@@ -64,7 +64,51 @@ ROWS = [row(n) for n in range(40)]
 ERRORS = [r for r in ROWS if r["status"] >= 400]
 
 
+S1 = "5f1e7b2a-8c3d-4e6f-9a0b-1c2d3e4f5a6b"
+
+
+def session(n: int) -> dict[str, Any]:
+    """The n-th canned session (0 = most recent), deterministic."""
+    sid = S1 if n == 0 else f"{n:08x}-0000-4000-8000-{n:012d}"
+    last = NOW - timedelta(seconds=20 + 400 * n)
+    return {"sessionId": sid, "accountId": ACCOUNTS[n % 3],
+            "client": "claude-cli/2.1.197 (cli)" if n % 4 != 3 else "claude-cli/1.0.88",
+            "firstSeen": iso(last - timedelta(minutes=30 + 5 * n)), "lastSeen": iso(last),
+            "active": 20 + 400 * n < 600, "requests": 120 - 13 * n, "errors": 1 if n % 3 == 1 else 0,
+            "tokens": tokens(4000 - 300 * n, 30000 - 2000 * n, 50000, 900000 - 60000 * n),
+            "costUsd": round(3.21 - 0.37 * n, 4), "unpricedRequests": 0,
+            "models": ["claude-sonnet-4-5", "claude-haiku-4-5"] if n % 2 == 0 else ["claude-opus-4-1"],
+            "agents": (3, 0, 1, 2, 0, 1)[n % 6],
+            "tags": {"project": ("apollo", "zeus", "hermes")[n % 3], **({"ticket": f"APO-{100 + n}"}
+                                                                       if n % 2 == 0 else {})}}
+
+
+SESSIONS = [session(n) for n in range(7)]
+
+
+def agent(aid: str | None, parent: str | None, depth: int, n: int, cost: float) -> dict[str, Any]:
+    return {"agentId": aid, "parentAgentId": parent, "depth": depth, "requests": n, "errors": 0,
+            "tokens": tokens(100 * n, 800 * n, 0, 20000 * n), "costUsd": cost,
+            "models": ["claude-haiku-4-5"] if aid else ["claude-sonnet-4-5"],
+            "firstSeen": iso(NOW - timedelta(minutes=30)), "lastSeen": iso(NOW - timedelta(seconds=20))}
+
+
+def session_detail(sid: str) -> dict[str, Any]:
+    s = next(x for x in SESSIONS if x["sessionId"] == sid)
+    reqs = [{**r, "sessionId": sid, "agentId": (None, "agent-7f3a9c1e", "agent-0b2d4e6f")[i % 3],
+             "client": s["client"], "tags": s["tags"]} for i, r in enumerate(ROWS[:15])]
+    return {"session": s,
+            "agents": [agent(None, None, 0, 80, 2.41), agent("agent-7f3a9c1e", None, 1, 25, 0.52),
+                       agent("agent-0b2d4e6f", "agent-7f3a9c1e", 2, 10, 0.18),
+                       agent("agent-c8d9e0f1", None, 1, 5, 0.10)],
+            "requests": reqs, "quotaShare": None}
+
+
 def canned(path: str, params: dict[str, str]) -> Any:
+    if path == "/api/sessions":
+        return {"sessions": SESSIONS, "nextCursor": None}
+    if path.startswith("/api/sessions/"):
+        return session_detail(path.rsplit("/", 1)[1])
     if path == "/api/info":
         return {"name": "claude-nexus-monitor", "version": "0.1.0", "instanceId": "3f9c2a7b1d0e",
                 "startedAt": iso(NOW - timedelta(seconds=3725)), "uptimeSeconds": 3725.0, "now": iso(NOW),
@@ -335,3 +379,47 @@ async def test_no_value_is_cut_and_the_header_says_what_matters(size: tuple[int,
         assert "$4.20" in text and "$12.35" in text  # costs: today, the range
         if size[1] >= 24:
             assert "overloaded" in text and "✖529" in text  # the newest errors, typed
+
+
+async def open_sessions(pilot: Any) -> None:
+    from tui.screens.sessions import SessionsScreen
+
+    await loaded(pilot)
+    await pilot.press("s")
+    app = pilot.app
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if isinstance(app.screen, SessionsScreen) and app.screen.loads > 0:
+            break
+        await pilot.pause(0.05)
+    await pilot.pause(0.1)
+
+
+async def open_session(pilot: Any) -> None:
+    from tui.screens.sessions import SessionDetailScreen
+
+    await open_sessions(pilot)
+    await pilot.press("enter")
+    app = pilot.app
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if isinstance(app.screen, SessionDetailScreen) and app.screen.detail is not None:
+            break
+        await pilot.pause(0.05)
+    await pilot.pause(0.1)
+
+
+def test_sessions_screen_80x24(snap_compare: Any) -> None:
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=open_sessions)
+
+
+def test_sessions_screen_120x40(snap_compare: Any) -> None:
+    assert snap_compare(make_app(), terminal_size=(120, 40), run_before=open_sessions)
+
+
+def test_session_detail_80x24(snap_compare: Any) -> None:
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=open_session)
+
+
+def test_session_detail_120x40(snap_compare: Any) -> None:
+    assert snap_compare(make_app(), terminal_size=(120, 40), run_before=open_session)

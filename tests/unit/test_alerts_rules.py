@@ -9,6 +9,15 @@ import pytest
 from nexus.core.errors import ConfigError
 from nexus.core.latency import bucket_index, empty_hist
 from nexus.core.settings import Settings, load_settings
+from proxy.alerts.observations import (
+    learned_limits,
+    observe_daily_cost,
+    observe_error_rate,
+    observe_p95_latency,
+    observe_pool,
+    observe_token_windows,
+    window_usage,
+)
 from proxy.alerts.rules import (
     KIND_FIRING,
     KIND_REPEAT,
@@ -20,14 +29,7 @@ from proxy.alerts.rules import (
     RULE_TOKEN_WINDOW,
     AlertConfig,
     AlertTracker,
-    learned_limits,
-    observe_daily_cost,
-    observe_error_rate,
-    observe_p95_latency,
-    observe_pool,
-    observe_token_windows,
     parse_key_values,
-    window_usage,
 )
 
 
@@ -194,7 +196,7 @@ def test_transition_dedup_key_is_stable_per_incident():
 
 
 def test_measured_windows_every_window_threshold_rejected_and_reset():
-    from proxy.alerts.rules import observe_measured_windows
+    from proxy.alerts.observations import observe_measured_windows
 
     cfg = _cfg()
     now = datetime(2030, 1, 1, 10, 0, tzinfo=UTC)

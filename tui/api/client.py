@@ -28,6 +28,7 @@ from tui.api.reports import (
     parse_limits,
     parse_windows,
 )
+from tui.api.sessions import Session, SessionDetail, SessionFilter, parse_sessions
 from tui.api.stream import EventStream
 
 DEFAULT_URL = "http://127.0.0.1:3001"
@@ -134,6 +135,21 @@ class DashboardClient:
 
     async def request(self, request_id: str) -> RequestDetail:
         return RequestDetail.parse(await self.get_json(f"/api/requests/{request_id}"))
+
+    async def sessions(self, f: SessionFilter | None = None, *, limit: int = 100,
+                       active: bool | None = None) -> list[Session]:
+        """Sessions by most recent activity (``/api/sessions``), filtered as the screen asks."""
+        f = f or SessionFilter()
+        data = await self.get_json("/api/sessions", {
+            "limit": limit, "active": None if active is None else str(active).lower(), **f.params()})
+        rows, _ = parse_sessions(data)
+        return [s for s in rows if f.matches(s)]
+
+    async def session(self, session_id: str, *, limit: int = 50) -> SessionDetail:
+        from urllib.parse import quote
+
+        return SessionDetail.parse(await self.get_json(f"/api/sessions/{quote(session_id, safe='')}",
+                                                       {"limit": limit}))
 
     async def alerts(self) -> list[Alert]:
         return parse_alerts(await self.get_json("/api/alerts"))

@@ -98,6 +98,10 @@ class RequestEvent:
     cost_usd: float | None = None
     stream: bool = False
     request_type: str = "messages"
+    session_id: str | None = None
+    agent_id: str | None = None
+    client: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_error(self) -> bool:
@@ -122,6 +126,11 @@ class RequestEvent:
             cost_usd=as_opt_float(field_of(d, "costUsd", "cost_usd")),
             stream=bool(field_of(d, "stream", default=False)),
             request_type=str(field_of(d, "requestType", "request_type", default="messages")),
+            session_id=field_of(d, "sessionId", "session_id"),
+            agent_id=field_of(d, "agentId", "agent_id"),
+            client=field_of(d, "client"),
+            tags={str(k): str(v) for k, v in (d.get("tags") or {}).items()} if isinstance(d.get("tags"), Mapping)
+            else {},
         )
 
 

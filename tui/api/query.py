@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,8 @@ class Query:
     domain: str | None = None
     account: str | None = None
     model: str | None = None
+    session: str | None = None  # a session id (exact)
+    tag: str | None = None  # name:value, as the API takes it
     status: str | None = None
 
     def with_(self, **changes: object) -> Query:
@@ -42,11 +45,11 @@ class Query:
 
     @property
     def filtered(self) -> bool:
-        return any((self.domain, self.account, self.model, self.status))
+        return any((self.domain, self.account, self.model, self.status, self.session, self.tag))
 
     @property
     def server_filtered(self) -> bool:
-        return any((self.domain, self.account, self.model))
+        return any((self.domain, self.account, self.model, self.session, self.tag))
 
     def cleared(self) -> Query:
         return Query(time_range=self.time_range)
@@ -71,16 +74,28 @@ class Query:
             return False
         if self.model and not model_matches(ev.model, self.model):
             return False
+        if self.session and (ev.session_id or "") != self.session:
+            return False
+        if self.tag:
+            name, _, value = self.tag.partition(":")
+            if ev.tags.get(name) != value:
+                return False
         return not self.status or status_matches(ev, self.status)
 
     def params(self) -> dict[str, str | None]:
         """The filters as the API spells them (exact match server-side)."""
-        return {"domain": self.domain, "accountId": self.account, "model": self.model}
+        return {"domain": self.domain, "accountId": self.account, "model": self.model, "sessionId": self.session,
+                "tag": self.tag}
+
+    def replace(self, **changes: str | None) -> Query:
+        """This query with some fields changed (the others, filters included, kept)."""
+        return dataclasses.replace(self, **changes)
 
     @property
     def filter_text(self) -> str:
         parts = [f"{k}={v}" for k, v in (("model", self.model), ("domain", self.domain),
-                                         ("account", self.account), ("status", self.status)) if v]
+                                         ("account", self.account), ("status", self.status),
+                                         ("session", self.session and self.session[:8]), ("tag", self.tag)) if v]
         return " ".join(parts)
 
 

@@ -31,17 +31,19 @@ COLUMNS = [
     ("cost", "cost", 8),
     ("call", "call", 5),
     ("domain", "domain", 12),
+    ("session", "session", 8),  # right-most: shown where the terminal is wide enough
 ]
 # Most telling first; on a narrow panel the last ones are dropped whole, never cut. A count_tokens
 # call is also told by its dimmed row when the "call" column does not fit.
-PRIORITY = (1, 2, 5, 0, 3, 4, 7, 6)
+PRIORITY = (1, 2, 5, 0, 3, 4, 7, 6, 8)
 
 
 def log_cells(ev: RequestEvent) -> tuple:
     cost = fmt.usd(ev.cost_usd) if ev.cost_usd is not None else (
         Text(fmt.UNPRICED, style="yellow") if ev.model and ev.request_type == "messages" else fmt.DASH)
     return (fmt.clock(ev.time), fmt.status_cell(ev), fmt.short_model(ev.model), fmt.ms(ev.latency_ms),
-            fmt.tokens(ev.tokens.total), cost, fmt.call_kind(ev.request_type), ev.domain)
+            fmt.tokens(ev.tokens.total), cost, fmt.call_kind(ev.request_type), ev.domain,
+            (ev.session_id or fmt.DASH)[:8])
 
 
 def _time_key(ev: RequestEvent) -> float:

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 _WORDS = (
@@ -40,12 +40,58 @@ def split_text(text: str, parts: int) -> list[str]:
     return [text[bounds[k] : bounds[k + 1]] for k in range(parts)]
 
 
-def pick_tool(payload: dict[str, Any], request: web.Request) -> dict[str, Any] | None:
-    """Which tool the "model" calls, if any.
+_REMINDER = re.compile(r"<system-reminder>.*?(</system-reminder>|$)", re.DOTALL)
 
-    Deterministic stand-in for the model's choice: a tool is used when ``tool_choice`` forces
-    one (``any`` / ``tool``), when ``x-mock-tool-use: 1`` asks for it, or when the last user
-    message mentions a tool by name; never with ``tool_choice: none``.
+
+def _ask_pattern(name: str) -> re.Pattern[str]:
+    # "use the Bash tool", "call get_weather", "run Bash", "invoke the Agent tool"
+    return re.compile(r"\b(?:use|call|run|invoke)\s+(?:the\s+)?" + re.escape(name) + r"(?![\w-])", re.IGNORECASE)
+
+
+def _last_turn(messages: Any) -> Any:
+    """The last user or assistant message: Claude Code 2.1 ends ``messages`` with a ``system`` one
+    (the agent types it offers), which is context, not the conversation's turn."""
+    if not isinstance(messages, list):
+        return None
+    for m in reversed(messages):
+        if isinstance(m, dict) and m.get("role") in ("user", "assistant"):
+            return m
+    return None
+
+
+def _prompt_text(message: Any) -> str | None:
+    """The user's own words in the last message; ``None`` when it answers a tool (a ``tool_result``).
+
+    ``<system-reminder>`` blocks are the client's, not the user's: Claude Code puts tool lists and
+    context there, and a mock that read them as a request would call tools forever.
+    """
+    if not isinstance(message, dict) or message.get("role") != "user":
+        return ""
+    content = message.get("content")
+    if isinstance(content, str):
+        return _REMINDER.sub(" ", content)
+    if not isinstance(content, list):
+        return ""
+    texts: list[str] = []
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "tool_result":
+            return None
+        if block.get("type") == "text" and isinstance(block.get("text"), str):
+            texts.append(_REMINDER.sub(" ", block["text"]))
+    return " ".join(texts)
+
+
+def pick_tool(payload: dict[str, Any], request: web.Request) -> dict[str, Any] | None:
+    """Which tool the "model" calls, if any — by default none: plain text and ``end_turn``.
+
+    Deterministic stand-in for the model's choice, safe to point an agent (Claude Code) at: a
+    tool is used only when ``tool_choice`` forces one (``any`` / ``tool``), when
+    ``x-mock-tool-use: 1`` asks for it, or when the user's last message explicitly asks for a
+    tool by name ("use the get_weather tool", "call get_weather"). Never with
+    ``tool_choice: none``, never in answer to a ``tool_result`` (unless forced), and text inside
+    ``<system-reminder>`` blocks does not count.
     """
     tools = payload.get("tools")
     if not isinstance(tools, list) or not tools:
@@ -67,12 +113,11 @@ def pick_tool(payload: dict[str, Any], request: web.Request) -> dict[str, Any] |
         return named[0]
     if ctype == "any" or request.headers.get("x-mock-tool-use") == "1":
         return named[0]
-    messages = payload.get("messages") or []
-    last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
-    content = last.get("content")
-    text = content if isinstance(content, str) else orjson.dumps(content).decode() if content else ""
+    text = _prompt_text(_last_turn(payload.get("messages")))
+    if not text:
+        return None
     for t in named:
-        if t["name"] in text:
+        if _ask_pattern(t["name"]).search(text):
             return t
     return None
 

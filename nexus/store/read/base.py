@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import orjson
 
 from nexus.core.latency import HIST_LEN, LATENCY_BUCKETS_MS
 from nexus.core.timebuckets import ceil_hour
@@ -82,13 +83,54 @@ async def ping(pool: asyncpg.Pool | None, limit_s: float = 1.0) -> bool:
         return False
 
 
+def _one_hot_hist() -> str:
+    bounds = "'{" + ",".join(repr(b) for b in BOUNDS) + "}'::float8[]"
+    return "ARRAY[" + ", ".join(
+        f"(width_bucket(response_time_ms, {bounds}) {'>=' if i == HIST_LEN - 1 else '='} {i})::int::bigint"
+        for i in range(HIST_LEN)) + "]"
+
+
+# Raw rows shaped like api_requests_minute rows (one request each), plus the columns only raw rows
+# have (session_id, tags). Filters the minute rollups cannot answer (a session, a tag) read this
+# instead, with the very same SELECT; PostgreSQL flattens the subquery, so the session index and
+# the GIN index on tags still serve the filter.
+RAW_AS_ROLLUP = f"""(SELECT date_trunc('minute', created_at, 'UTC') AS bucket, domain,
+    coalesce(account_id, '') AS account_id, coalesce(model, '') AS model, session_id, tags,
+    1::bigint AS requests, ({ERROR_SQL})::int::bigint AS errors, input_tokens, output_tokens,
+    cache_creation_input_tokens, cache_read_input_tokens, coalesce(cost_usd, 0) AS cost_usd,
+    ({UNPRICED_SQL})::int::bigint AS unpriced_requests, response_time_ms AS latency_sum_ms,
+    {_one_hot_hist()} AS latency_hist,
+    (speed IS NOT DISTINCT FROM 'fast' AND cost_usd IS NOT NULL)::int::bigint AS fast_requests,
+    CASE WHEN speed = 'fast' THEN coalesce(cost_usd, 0) ELSE 0 END AS fast_cost_usd,
+    (inference_geo IS NOT DISTINCT FROM 'us' AND cost_usd IS NOT NULL)::int::bigint AS geo_us_requests,
+    CASE WHEN inference_geo = 'us' THEN coalesce(cost_usd, 0) ELSE 0 END AS geo_us_cost_usd,
+    web_search_requests, coalesce(web_search_cost_usd, 0) AS web_search_cost_usd, web_fetch_requests,
+    thinking_tokens, CASE WHEN {UNPRICED_SQL} THEN total_tokens ELSE 0 END AS unpriced_tokens
+FROM api_requests) AS api_requests_minute"""
+
+
 @dataclass(frozen=True)
 class Filters:
-    """The filters several routes share. Empty strings mean "not given"."""
+    """The filters several routes share. Empty strings mean "not given".
+
+    ``session`` and ``tag`` (``(name, value)``) exist only on raw rows: with either set, rollup
+    reads go to ``RAW_AS_ROLLUP`` (see ``source``) — exact, and fast because both are indexed.
+    """
 
     domain: str | None = None
     account: str | None = None
     model: str | None = None
+    session: str | None = None
+    tag: tuple[str, str] | None = None
+
+    @property
+    def raw_only(self) -> bool:
+        return bool(self.session or self.tag)
+
+    @property
+    def source(self) -> str:
+        """What to read per-minute counters from: the rollup table, or raw rows shaped like it."""
+        return RAW_AS_ROLLUP if self.raw_only else "api_requests_minute"
 
     def sql(self, args: list[Any]) -> str:
         """``AND …`` fragments with positional parameters appended to ``args``.
@@ -97,7 +139,7 @@ class Filters:
         an empty filter is never applied, so equality means the same on both.
         """
         parts = []
-        for column, value in (("domain", self.domain), ("account_id", self.account)):
+        for column, value in (("domain", self.domain), ("account_id", self.account), ("session_id", self.session)):
             if value:
                 args.append(value)
                 parts.append(f" AND {column} = ${len(args)}")
@@ -105,6 +147,9 @@ class Filters:
             args.append(self.model)
             n = len(args)
             parts.append(f" AND (model = ${n} OR {MODEL_FAMILY_SQL} = ${n})")
+        if self.tag:
+            args.append(orjson.dumps({self.tag[0]: self.tag[1]}).decode())
+            parts.append(f" AND tags @> ${len(args)}::text::jsonb")
         return "".join(parts)
 
 
@@ -215,7 +260,7 @@ class QueryBase:
             hour = "date_trunc('hour', bucket, 'UTC') AS _hour, " if by_hour else ""
             n_keys = len(keys) + (1 if by_hour else 0)
             sql = f"""SELECT {hour}{key_sql}, {values}
-                      FROM api_requests_minute
+                      FROM {filters.source}
                       WHERE ({" OR ".join(conds)}){filters.sql(args)}
                       GROUP BY {", ".join(str(i) for i in range(1, n_keys + 1))}"""
             return [plain(r) for r in await self._run(conn, label, sql, *args)]

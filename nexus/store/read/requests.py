@@ -20,7 +20,8 @@ _REQUEST_COLS = """id, created_at, request_id, domain, account_id, method, path,
     error_type, error_message, input_tokens, output_tokens, cache_creation_input_tokens,
     cache_read_input_tokens, counted_tokens, response_time_ms, ttft_ms, cost_usd, request_type, instance_id,
     cache_creation_5m_tokens, cache_creation_1h_tokens, service_tier, speed, inference_geo, web_search_requests,
-    web_fetch_requests, thinking_tokens, price_source, web_search_cost_usd"""
+    web_fetch_requests, thinking_tokens, price_source, web_search_cost_usd, session_id, agent_id,
+    parent_agent_id, client, tags"""
 
 
 def request_row(r: asyncpg.Record) -> dict[str, Any]:
@@ -56,11 +57,22 @@ def request_row(r: asyncpg.Record) -> dict[str, Any]:
         "thinkingTokens": r["thinking_tokens"],
         "priceSource": r["price_source"],
         "webSearchCostUsd": num(r["web_search_cost_usd"]),
+        "sessionId": r["session_id"],
+        "agentId": r["agent_id"],
+        "parentAgentId": r["parent_agent_id"],
+        "client": r["client"],
+        "tags": _tags(r["tags"]),
     }
 
 
 CURSOR_MIN = datetime(1970, 1, 1, tzinfo=UTC)
 CURSOR_MAX = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _tags(value: Any) -> dict[str, str]:
+    if isinstance(value, str):  # a connection without the pool's jsonb codec
+        value = orjson.loads(value)
+    return value if isinstance(value, dict) else {}
 
 
 def encode_cursor(created_at: datetime, rid: uuid.UUID) -> str:
@@ -114,7 +126,7 @@ class RequestQueries(QueryBase):
             a, b = len(args) - 1, len(args)
             where.append(f"created_at <= ${a} AND (created_at < ${a} OR id < ${b})")
         async with self._conn() as conn:
-            if filters.model or isinstance(status, int):
+            if (filters.model or isinstance(status, int)) and not filters.raw_only:
                 # No index serves these filters: a rare or unknown value would walk the whole
                 # table. The rollups say in which minutes matching rows can be (or that none exist).
                 span = await self._rollup_span(conn, filters, status, since, until,
