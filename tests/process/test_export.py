@@ -71,7 +71,7 @@ async def test_json_csv_svg_match_the_api(stack: Any, tmp_path: Path) -> None:
     code, stdout, stderr = await nexus(tmp_path, "export", "--format", "svg", "--out", str(out_svg), *target)
     assert code == 0, stderr
     svg = _read(out_svg)
-    assert svg.startswith("<svg") and "Requests" in svg and "Token" in svg
+    assert svg.startswith("<svg") and "Requests" in svg and "Limits" in svg  # the limits panel (it was the token-window panel)
 
 
 async def test_failures_are_one_line(stack: Any, tmp_path: Path) -> None:
