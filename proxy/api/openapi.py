@@ -119,6 +119,7 @@ def _schemas() -> dict[str, Any]:
         "tokens": _ref("Tokens"), "costUsd": _NUM, "unpricedRequests": _INT,
         "models": {"type": "array", "items": _STR}, "agents": _INT,
         "tags": {"type": "object", "additionalProperties": _STR},
+        "quotaShare": {"type": ["object", "null"], "additionalProperties": _NUM},
     })
     agent = _obj({
         "agentId": _STR_OR_NULL, "parentAgentId": _STR_OR_NULL, "depth": _INT, "requests": _INT, "errors": _INT,

@@ -73,7 +73,7 @@ async def test_sessions_list(loaded_api):
         "active": True, "requests": 4, "errors": 1,
         "tokens": {"input": 1130, "output": 1085, "cacheCreation": 10, "cacheRead": 1000, "total": 3225},
         "costUsd": approx(1.013), "unpricedRequests": 0, "models": sorted([HAIKU, SONNET]), "agents": 1,
-        "tags": {"project": "apollo", "team": "infra"},
+        "tags": {"project": "apollo", "team": "infra"}, "quotaShare": None,  # acct_1 reports no windows
     }
     assert (await a.get("/api/sessions", active="false")).json()["sessions"] == []
     assert len((await a.get("/api/sessions", active="true")).json()["sessions"]) == 1

@@ -401,3 +401,8 @@ async def test_quota_share_per_session(sstack: Stack) -> None:
             for w in ("5h", "7d"):
                 assert d["quotaShare"][w] == pytest.approx(want[sid][w], abs=1e-9), (sid, w)
             assert d["quotaShareNote"].startswith("estimate: 1 other session")
+        # The list carries the same share for active sessions (what the TUI's Sessions screen shows).
+        listed = {s["sessionId"]: s for s in (await api.get("/api/sessions", params={"active": "true"})).json()["sessions"]}
+        for sid in (S1, S2):
+            for w in ("5h", "7d"):
+                assert listed[sid]["quotaShare"][w] == pytest.approx(want[sid][w], abs=1e-9), (sid, w)

@@ -67,9 +67,10 @@ async def test_sessions_screen_and_drill_down(stack: Any, tmp_path: Path) -> Non
         assert table.row_ids == [s["sessionId"] for s in want] == [S2, S1]
         s1 = next(s for s in want if s["sessionId"] == S1)
         assert cell_text(table, S1, 2) == fmt.usd(s1["costUsd"])
-        assert cell_text(table, S1, 3) == "5" and cell_text(table, S1, 5) == "2"
-        assert cell_text(table, S1, 7) == "claude-cli/2.1.197 (cli)"
-        assert cell_text(table, S1, 8) == "project=apollo"
+        assert cell_text(table, S1, 3) == "5" and cell_text(table, S1, 6) == "2"
+        assert cell_text(table, S1, 5) == fmt.DASH  # an API key: no measured window, no quota share
+        assert cell_text(table, S1, 8) == "claude-cli/2.1.197 (cli)"
+        assert cell_text(table, S1, 9) == "project=apollo"
 
         # "/" filter: tag:, client:, session: (a prefix of the id)
         for text, expected in (("tag:project=zeus", [S2]), ("client:claude-cli", [S2, S1]),

@@ -17,6 +17,16 @@ def _tags(v: Any) -> dict[str, str]:
     return {str(k): str(x) for k, x in v.items()} if isinstance(v, Mapping) else {}
 
 
+def _share_of(v: Any) -> dict[str, float] | None:
+    if not isinstance(v, Mapping):
+        return None
+    out = {}
+    for k, x in v.items():
+        if isinstance(x, (int, float)) and not isinstance(x, bool):
+            out[str(k)] = float(x)
+    return out or None
+
+
 @dataclass(slots=True)
 class Session:
     session_id: str
@@ -33,6 +43,7 @@ class Session:
     models: list[str] = field(default_factory=list)
     agents: int = 0
     tags: dict[str, str] = field(default_factory=dict)
+    quota_share: dict[str, float] | None = None  # active sessions only (utilization points per window)
 
     @classmethod
     def parse(cls, d: Mapping[str, Any]) -> Session:
@@ -51,6 +62,7 @@ class Session:
             models=[str(m) for m in field_of(d, "models", default=[]) or []],
             agents=as_int(field_of(d, "agents")),
             tags=_tags(d.get("tags")),
+            quota_share=_share_of(d.get("quotaShare")),
         )
 
 

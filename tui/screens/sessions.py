@@ -64,7 +64,8 @@ class SessionTable(VirtualTable):
     # Most telling first: at 80 columns the right-most are the ones cut off.
     COLUMNS = [
         ("session", "session", SHORT_ID), ("last", "last", 4), ("cost", "cost", 8), ("req", "req", 4),
-        ("tokens", "tokens", 6), ("ag", "agents", 2), ("models", "models", 14), ("client", "client", 18),
+        ("tokens", "tokens", 6), ("5h", "quota 5h", 5), ("ag", "agents", 2), ("models", "models", 14),
+        ("client", "client", 18),
         ("tags", "tags", 24),
     ]
     MAX_ROWS = 500
@@ -75,7 +76,7 @@ def session_cells(s: Session, now: datetime) -> tuple:
     sid = Text.assemble(marker, " ", short_id(s.session_id)[: SHORT_ID - 2])
     req = Text(str(s.requests), style="red" if s.errors else "")
     return (sid, ago(s.last_seen, now), _cost(s.cost_usd, s.unpriced), req, fmt.tokens(s.tokens.total),
-            str(s.agents), _models(s.models), s.client or fmt.DASH, _tags(s.tags))
+            _share(s.quota_share), str(s.agents), _models(s.models), s.client or fmt.DASH, _tags(s.tags))
 
 
 class AgentTable(VirtualTable):

@@ -117,6 +117,10 @@ WHERE a.account_id = $2 AND a.observed_at >= $3 AND a.observed_at <= $4::timesta
   AND r.session_id IS DISTINCT FROM $1"""
 
 
+# Active sessions of one list page whose quota share is computed (the rest: see the detail).
+LIST_QUOTA_SESSIONS = 20
+
+
 class SessionQueries(RequestQueries):
 
     async def _quota_share(self, conn: asyncpg.Connection, row: Any) -> tuple[dict[str, float] | None, str | None]:
@@ -168,6 +172,19 @@ class SessionQueries(RequestQueries):
             s["agents"] = counts.get(s["sessionId"], 0)
             s["tags"] = _pick_tags(tags.get(s["sessionId"], []))
 
+    async def _list_quota_share(self, conn: asyncpg.Connection, rows: list[Any], out: list[dict[str, Any]]) -> None:
+        """``quotaShare`` for the page's *active* sessions (at most ``LIST_QUOTA_SESSIONS``), ``None``
+        for the rest: each costs one indexed scan of the account's answers over the session's span,
+        and an ended session's share no longer changes (``/api/sessions/{id}`` has it, with its note)."""
+        budget = LIST_QUOTA_SESSIONS
+        for r, s in zip(rows, out, strict=True):
+            s["quotaShare"] = None
+            if s["active"] and budget > 0 and r["account_id"]:
+                budget -= 1
+                share = await self._run(conn, "sessions.quota_share", _QUOTA_SHARE, r["session_id"],
+                                        r["account_id"], r["first_seen"], r["last_seen"])
+                s["quotaShare"] = {x["win"]: round(float(x["share"]), 6) for x in share} or None
+
     async def sessions(self, *, now: datetime, idle_s: float, limit: int, since: datetime | None = None,
                        account: str | None = None, tag: tuple[str, str] | None = None,
                        active: bool | None = None, before: tuple[datetime, str] | None = None,
@@ -204,6 +221,7 @@ class SessionQueries(RequestQueries):
             rows = rows[:limit]
             out = [self._session_json(r, now, idle_s) for r in rows]
             await self._decorate(conn, out)
+            await self._list_quota_share(conn, rows, out)
         cursor = encode_session_cursor(rows[-1]["last_seen"], rows[-1]["session_id"]) if more and rows else None
         return {"sessions": out, "nextCursor": cursor}
 
