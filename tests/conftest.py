@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.support.db", "tests.support.api", "tests.support.capture"]
+pytest_plugins = ["tests.support.db", "tests.support.api", "tests.support.capture", "tests.support.sdk"]
 
 DB_FIXTURES = frozenset({"pg_admin_dsn", "pg_template", "db_dsn", "db_conn", "own_pg", "stack", "api",
                          "loaded_api"})

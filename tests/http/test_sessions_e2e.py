@@ -259,33 +259,6 @@ async def test_sessions_agents_and_tags_are_recorded_as_sent(sstack: Stack) -> N
     await assert_rollup_is_fresh(sstack.dsn)
 
 
-async def test_rollup_equals_fresh_aggregation_across_two_instances(db_dsn: str, tmp_path: Path,
-                                                                    mock_upstream: Any) -> None:
-    """Two proxies on one database, the same sessions through both at once: nothing lost or doubled."""
-    a = await start_stack(db_dsn, tmp_path / "a", mock_upstream, INSTANCE_ID="inst-a")
-    b = await start_stack(db_dsn, tmp_path / "b", mock_upstream, INSTANCE_ID="inst-b")
-    try:
-        clients = [anthropic.AsyncAnthropic(api_key=KEY, base_url=s.proxy_url, max_retries=0) for s in (a, b)]
-
-        async def one(i: int) -> None:
-            c = clients[i % 2]
-            sid = (S1, S2, S3)[i % 3]
-            agent = None if i % 4 == 0 else f"agent-{i % 3}"
-            await send(c, cc_headers(sid, agent, "agent-0" if agent == "agent-2" else None,
-                                     project=("apollo", "zeus")[i % 2]), sid,
-                       stream=i % 5 == 0, error=i % 7 == 0, model=(MODEL, HAIKU)[i % 2])
-
-        await asyncio.gather(*(one(i) for i in range(60)))
-        rows = await a.wait_rows(60)
-        assert len(rows) == 60
-        assert {r["instance_id"] for r in rows} == {"inst-a", "inst-b"}
-        # Rows and rollups commit in one transaction, so the 60 rows imply their rollups.
-        await assert_rollup_is_fresh(db_dsn)
-    finally:
-        await a.service.stop()
-        await b.service.stop()
-
-
 async def test_tag_limits_are_counted_and_nothing_breaks(sstack: Stack) -> None:
     headers = {f"x-nexus-tag-t{i}": "v" for i in range(12)}
     headers["x-nexus-tag-Bad.Name"] = "v"
