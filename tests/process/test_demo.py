@@ -104,7 +104,9 @@ def test_interactive_demo_shows_live_traffic_and_q_stops_everything(data_dir: Pa
         # the log fills with requests that went through the proxy
         assert p.wait_for(" 200 ", timeout=30), p.text()[-3000:]
         assert leftovers(data_dir), "server child should be running"
-        p.send(b"q")
+        p.send(b"q")  # nexus demo asks once before stopping its servers too
+        assert p.wait_for("stop the demo servers?", timeout=30), p.text()[-3000:]
+        p.send(b"y")
         assert p.proc.wait(timeout=60) == 0
         assert wait_gone(data_dir, 30) == []
     finally:

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from textual.widgets import Input
 
 from tests.tui.screen import screen_text
 from tui.app import NexusApp
@@ -331,6 +332,9 @@ def _keys(*keys: str) -> Any:
         for k in keys:
             await pilot.press(k)
             await pilot.pause(0.1)
+        # A blinking cursor is drawn or not depending on when the picture is taken: hold it still.
+        for box in pilot.app.screen.query(Input):
+            box.cursor_blink = False
         await pilot.pause(0.2)
     return run
 

@@ -236,6 +236,7 @@ class SessionQueries(RequestQueries):
             session = self._session_json(rows[0], now, idle_s)
             await self._decorate(conn, [session])
             quota_share, quota_note = await self._quota_share(conn, rows[0])
+            session["quotaShare"] = quota_share
             agent_rows = await self._run(
                 conn, "sessions.agents",
                 """SELECT agent_id, parent_agent_id, first_seen, last_seen, requests, errors, input_tokens,
