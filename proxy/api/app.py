@@ -38,6 +38,7 @@ from proxy.api.params import (
     BadParam,
     check_known,
     parse_bool,
+    parse_cursor,
     parse_event_id,
     parse_filters,
     parse_int,
@@ -49,7 +50,6 @@ from proxy.api.params import (
     parse_time,
     parse_window_name,
     raw_param,
-    reject_unknown,
 )
 from proxy.api.pricing_view import pricing_json
 from proxy.api.responses import database_unavailable, error_response, json_response
@@ -257,13 +257,7 @@ def create_dashboard_app(runtime: Runtime, *, auth_max_failures: int = 20, rollu
     async def requests_list() -> Response:
         t = runtime.now()
         limit = parse_int(request.args, "limit", 50, 1, 500)
-        before_raw = raw_param(request.args, "before")
-        before = None
-        if before_raw is not None:
-            try:
-                before = decode_cursor(before_raw)
-            except ValueError:
-                raise BadParam("before", "not a cursor returned by this API (use nextCursor)") from None
+        before = parse_cursor(request.args, decode_cursor)
         status = parse_status(request.args)
         since = parse_time(request.args, "since", t, None)
         until = parse_time(request.args, "until", t, None)
@@ -300,13 +294,7 @@ def create_dashboard_app(runtime: Runtime, *, auth_max_failures: int = 20, rollu
     async def sessions_list() -> Response:
         t = runtime.now()
         limit = parse_int(request.args, "limit", 50, 1, 500)
-        before_raw = raw_param(request.args, "before")
-        before = None
-        if before_raw is not None:
-            try:
-                before = decode_session_cursor(before_raw)
-            except ValueError:
-                raise BadParam("before", "not a cursor returned by this API (use nextCursor)") from None
+        before = parse_cursor(request.args, decode_session_cursor)
         raw_active = raw_param(request.args, "active")
         active = None if raw_active is None else parse_bool(request.args, "active", True)
         filters = parse_filters(request.args, model=False, session=False)
@@ -328,13 +316,11 @@ def create_dashboard_app(runtime: Runtime, *, auth_max_failures: int = 20, rollu
         return json_response(detail)
     @app.get("/api/limits")
     async def limits() -> Response:
-        reject_unknown(request.args, "accountId", "account")
         account = parse_text(request.args, "accountId", "account")
         return json_response({"now": iso(runtime.now()), "accounts": await queries().limits(account)})
 
     @app.get("/api/limits/history")
     async def limits_history() -> Response:
-        reject_unknown(request.args, "accountId", "account", "window", "since", "until")
         t = runtime.now()
         account = parse_text(request.args, "accountId", "account")
         if account is None:

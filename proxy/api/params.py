@@ -7,12 +7,15 @@ says which parameter and why (``docs/api.md``, "Conventions"), never a 500 from 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from nexus.core.durations import looks_like_duration, parse_duration
 from nexus.core.sessions import parse_tag_filter, valid_id
 from nexus.store.read import Filters
+
+T = TypeVar("T")
 
 MAX_FILTER_LEN = 512
 MAX_LOOKBACK = timedelta(days=400)
@@ -158,19 +161,24 @@ def parse_status(args: Mapping[str, str]) -> str | int | None:
     raise BadParam("status", "expected error, ok or an HTTP status code 100..599")
 
 
+def parse_cursor(args: Mapping[str, str], decode: Callable[[str], T], name: str = "before") -> T | None:
+    """``before=``: a ``nextCursor`` this API handed out, decoded by ``decode`` (which raises
+    ``ValueError`` for anything else), or ``None`` when absent."""
+    raw = raw_param(args, name)
+    if raw is None:
+        return None
+    try:
+        return decode(raw)
+    except ValueError:
+        raise BadParam(name, "not a cursor returned by this API (use nextCursor)") from None
+
+
 def parse_event_id(value: str | None, name: str) -> int | None:
     if value is None or value.strip() == "":
         return None
     if not re.fullmatch(r"[0-9]{1,18}", value.strip()):
         raise BadParam(name, "expected a non-negative integer event id")
     return int(value.strip())
-
-
-def reject_unknown(args: Mapping[str, str], *allowed: str) -> None:
-    """A query parameter the route does not know is a 400 that names it."""
-    for name in args:
-        if name not in allowed:
-            raise BadParam(name, f"unknown query parameter (this route takes {', '.join(allowed) or 'none'})")
 
 
 _WINDOW_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
