@@ -36,6 +36,7 @@ class DashboardActions:
 
     def action_cycle_range(self) -> None:
         q = self.q
+        self.auto_range = False  # a range the user chose stays
         self.set_query(q.with_(time_range=next_range(q.time_range)))
         self.notify(f"time range: {self.q.time_range}", timeout=2)
 
@@ -117,8 +118,10 @@ class DashboardActions:
             screen.minimize()
         else:
             screen.minimize()
-            widget.focus()
+            if n <= 2:  # a chart: shown even where the charts are collapsed into sparklines
+                screen.add_class("-charts-zoomed")
             screen.maximize(widget)
+            widget.focus()
         self.refresh_bindings()
 
     def action_clear_filter(self) -> None:

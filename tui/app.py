@@ -25,7 +25,7 @@ from textual.widgets import Footer
 from tui.actions import DashboardActions
 from tui.api.client import DEFAULT_URL, DashboardClient
 from tui.api.models import Alert
-from tui.api.query import Query
+from tui.api.query import AUTO_RANGES, Query, fit_range
 from tui.api.stream import EventStream, StreamState
 from tui.panels import Panel
 from tui.panels.costs import CostsPanel
@@ -34,6 +34,7 @@ from tui.panels.header import AlertBanner, StatsStrip, StatusBar, status_text
 from tui.panels.latency import LatencyChart
 from tui.panels.log import RequestLog
 from tui.panels.rate import RateChart
+from tui.panels.sparks import SparkStrip
 from tui.panels.windows import TokenWindowsPanel
 from tui.poller import DATA_SOURCES, Poller, Window
 from tui.system import release_freed_memory, watch_terminal
@@ -78,7 +79,10 @@ class NexusApp(DashboardActions, App[int]):
         self.exit_after = exit_after
         self.url = url
         self.key = key
-        self.q = query or Query()
+        # No range asked for: fitted to the data (15 min on a fresh start, then the hour).
+        self.auto_range = query is None
+        self._range_fitted = not self.auto_range
+        self.q = query or Query(time_range=AUTO_RANGES[-1])
         self.poll_interval = poll_interval
         self.tick_interval = tick
         self.use_stream = stream
@@ -116,6 +120,7 @@ class NexusApp(DashboardActions, App[int]):
         yield StatusBar(id="status")
         yield AlertBanner(id="alert-banner")
         yield StatsStrip(id="stats")
+        yield SparkStrip(id="sparks")  # instead of the charts below 100 columns
         with Horizontal(id="charts"):
             yield RateChart(id="rate")
             yield LatencyChart(id="latency")
@@ -138,6 +143,8 @@ class NexusApp(DashboardActions, App[int]):
         self.w_banner = self.query_one("#alert-banner", AlertBanner)
         self.w_banner.display = False
         self.query_one(TokenWindowsPanel).now = self.now
+        # A chart opened full-screen (1 / 2) on a narrow screen, where the charts are collapsed.
+        self.watch(self.main_screen, "maximized", self._on_maximized, init=False)
         if self.use_stream:
             self.stream = self.client.stream(on_change=self._on_stream_change, on_alert=self._on_alert)
             self.stream.start()
@@ -157,6 +164,12 @@ class NexusApp(DashboardActions, App[int]):
             await self.stream.stop()
         if self.client is not None:
             await self.client.aclose()
+
+    def _on_maximized(self, widget: object) -> None:
+        charts = (RateChart, LatencyChart)
+        self.main_screen.set_class(isinstance(widget, charts), "-charts-zoomed")
+        if widget is None and isinstance(self.focused, charts) and self.main_screen.has_class("-narrow"):
+            self.w_log.focus()  # the chart collapses again: keys must not go to a hidden widget
 
     @property
     def panels(self) -> list[Panel]:
@@ -226,6 +239,8 @@ class NexusApp(DashboardActions, App[int]):
         self.data.update(outcome.data)
         self.raw.update(outcome.raw)
         if all(s in outcome.data for s in DATA_SOURCES):
+            if self._refit_range(outcome.data["timeseries"], window):
+                return  # the range changed: this snapshot is not shown, the new range is polled
             # A whole snapshot: every panel's numbers are over this one window.
             self.data["window"] = window
             self.updated_at = now
@@ -248,6 +263,18 @@ class NexusApp(DashboardActions, App[int]):
             self._show_panels()
         self.w_banner.show_alerts(list(self.alerts.values()))
         self._header_tick()
+
+    def _refit_range(self, ts: Any, window: Window) -> bool:
+        """Automatic range: fit it to the data of this answer; True if it changed."""
+        if not self.auto_range:
+            return False
+        earliest = min((b.time for b in ts.buckets if b.requests and b.time is not None), default=None)
+        new = fit_range(self.q.time_range, earliest, window.until, first=not self._range_fitted)
+        self._range_fitted = True
+        if new == self.q.time_range:
+            return False
+        self.set_query(self.q.with_(time_range=new))
+        return True
 
     def _show_panels(self) -> None:
         self.data["query"] = self.q
@@ -323,7 +350,8 @@ class NexusApp(DashboardActions, App[int]):
         self.main_screen.set_class(stale, "-stale")
         ago = None if self.updated_at is None else time.monotonic() - self.updated_at
         text = status_text(connected=connected, message=msg, retry_in=retry_in, auth_failed=auth_failed,
-                           uptime_s=uptime, time_range=self.q.time_range, filter_text=self.q.filter_text,
+                           uptime_s=uptime,
+                           time_range=self.q.time_range + (" auto" if self.auto_range else ""), filter_text=self.q.filter_text,
                            paused=self.paused, buffered=self._buffered(), url=self.url,
                            updated_ago=ago, stale_since=self.updated_wall if stale else None)
         self.w_status.set_text(text)

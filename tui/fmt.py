@@ -137,15 +137,25 @@ def status_cell(ev: Any) -> Text:
     return Text(str(ev.status), style="" if no_color() else OK_COLOR)
 
 
-_KINDS = {"invalid_request_error": "invalid_req", "authentication_error": "auth", "request_too_large": "too_large"}
+# Every error type the proxy or Anthropic records, in at most 11 cells, so the errors table never
+# cuts one; the drill-down shows the full name. Unknown types lose their "_error" suffix.
+_KINDS = {
+    "invalid_request_error": "invalid_req", "invalid_request": "invalid_req", "authentication_error": "auth",
+    "permission_error": "permission", "not_found_error": "not_found", "request_too_large": "too_large",
+    "rate_limit_error": "rate_limit", "overloaded_error": "overloaded", "timeout_error": "timeout",
+    "api_error": "api", "upstream_tls_error": "up_tls", "upstream_dns_error": "up_dns",
+    "upstream_unreachable": "up_unreach", "upstream_timeout": "up_timeout",
+    "upstream_disconnected": "up_closed", "upstream_error": "upstream", "client_aborted": "aborted",
+}
+MID_STREAM = "↯"  # a failure after the 200 was sent: the stream broke mid-way
 
 
 def error_kind(ev: Any) -> str:
-    """``overloaded_error`` → ``overloaded`` (≤ 11 columns for the known types); a failure after
-    a 200 says so: ``mid:overloaded`` (the stream broke after the status was sent)."""
+    """``overloaded_error`` → ``overloaded`` (≤ 11 cells for every known type); a failure after a
+    200 says so with one more cell: ``↯overloaded`` (the stream broke after the status was sent)."""
     raw = ev.error_type or DASH
     kind = _KINDS.get(raw, raw.removesuffix("_error"))
-    return f"mid:{kind}" if ev.status < 400 and ev.error_type else kind
+    return f"{MID_STREAM}{kind}" if ev.status < 400 and ev.error_type else kind
 
 
 _CALLS = {"messages": "msg", "count_tokens": "count"}

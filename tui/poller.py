@@ -50,11 +50,7 @@ class Window:
         return cls(until - timedelta(seconds=q.seconds), until)
 
     def params(self) -> dict[str, str]:
-        return {"since": _iso(self.since), "until": _iso(self.until)}
-
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return {"since": DashboardClient._iso(self.since), "until": DashboardClient._iso(self.until)}
 
 
 def requests_for(q: Query, w: Window) -> dict[str, tuple[str, dict[str, Any]]]:

@@ -25,7 +25,7 @@ ALERT_NOTIFY_CHANNEL = "nexus_alerts"
 
 _ALERT_COLS = (
     "id, rule, key, title, severity, status, summary, value, threshold, labels::text AS labels, "
-    "started_at, resolved_at, last_notified_at, notify_count, instance_id, updated_at"
+    "started_at, resolved_at, last_notified_at, notify_count, instance_id, updated_at, peak_value, fired_summary"
 )
 
 
@@ -178,8 +178,9 @@ async def insert_firing(conn: asyncpg.Connection, *, rule: str, key: str, title:
     """Store a newly firing alert; ``None`` if one is already firing for (rule, key)."""
     row = await conn.fetchrow(
         f"""INSERT INTO alerts (rule, key, title, severity, status, summary, value, threshold, labels,
-                               started_at, last_notified_at, notify_count, instance_id, updated_at)
-            VALUES ($1, $2, $3, $4, 'firing', $5, $6, $7, $8::text::jsonb, $9, $9, 1, $10, $9)
+                               started_at, last_notified_at, notify_count, instance_id, updated_at,
+                               peak_value, fired_summary)
+            VALUES ($1, $2, $3, $4, 'firing', $5, $6, $7, $8::text::jsonb, $9, $9, 1, $10, $9, $6, $5)
             ON CONFLICT (rule, key) WHERE status = 'firing' DO NOTHING
             RETURNING {_ALERT_COLS}""",
         rule, key, title, severity, summary, value, threshold, json.dumps(labels, default=str), started_at,
@@ -192,7 +193,7 @@ async def mark_repeated(conn: asyncpg.Connection, alert_id: int, at: datetime, s
                         value: float | None) -> dict[str, Any] | None:
     row = await conn.fetchrow(
         f"""UPDATE alerts SET last_notified_at = $2, notify_count = notify_count + 1, summary = $3,
-                              value = $4, updated_at = $2
+                              value = $4, updated_at = $2, peak_value = GREATEST(peak_value, $4)
             WHERE id = $1 AND status = 'firing' RETURNING {_ALERT_COLS}""",
         alert_id, at, summary, value,
     )
@@ -208,6 +209,14 @@ async def mark_resolved(conn: asyncpg.Connection, alert_id: int, at: datetime, s
         alert_id, at, summary, value,
     )
     return _row(row) if row else None
+
+
+async def raise_peaks(conn: asyncpg.Connection, values: list[tuple[int, float]]) -> None:
+    """Each firing alert's peak, from this evaluation's values; a row is written only when it rises."""
+    if values:
+        await conn.executemany(
+            """UPDATE alerts SET peak_value = $2
+               WHERE id = $1 AND status = 'firing' AND (peak_value IS NULL OR peak_value < $2)""", values)
 
 
 async def recent_alerts(conn: asyncpg.Connection, limit: int = 50) -> list[dict[str, Any]]:
@@ -240,6 +249,8 @@ def alert_json(d: dict[str, Any]) -> dict[str, Any]:
         "status": d["status"],
         "summary": d["summary"],
         "value": d["value"],
+        "peakValue": d.get("peak_value"),
+        "firedSummary": d.get("fired_summary"),
         "threshold": d["threshold"],
         "labels": d["labels"],
         "startedAt": _iso(d["started_at"]),

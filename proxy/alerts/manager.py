@@ -175,6 +175,11 @@ class AlertManager:
                     if name in measured:
                         transitions += step(rule, states.setdefault(name, {}), observations, now,
                                             self.config.repeat_interval_s)
+                # How bad each firing alert got: the peak moves with every evaluation, not only
+                # with the (hours apart) repeat notifications.
+                await q.raise_peaks(conn, [
+                    (st.alert_id, o.value) for o in observations if o.value is not None
+                    for st in [states.get(o.rule, {}).get(o.key)] if st is not None and st.alert_id is not None])
                 for t in transitions:
                     event = await self._store(conn, t)
                     if event is not None:

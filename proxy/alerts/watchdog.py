@@ -124,6 +124,10 @@ class Watchdog:
         now = self.manager.clock()
         obs = self.observe(now)
         events: list[dict[str, Any]] = []
+        for o in obs:  # how bad each firing local alert got
+            a = self.active.get((o.rule, o.key))
+            if a is not None:
+                a["peakValue"] = _higher(a.get("peakValue"), o.value)
         for name, rule in self.config.local_rules.items():
             for t in step(rule, self.states[name], obs, now, self.config.repeat_interval_s):
                 events.append(self._apply(t))
@@ -139,13 +143,14 @@ class Watchdog:
             self._seq += 1
             a = {"id": f"local-{self.instance_id}-{self._seq}", "rule": t.rule, "key": t.key, "title": t.title,
                  "severity": t.severity, "status": "firing", "summary": t.summary, "value": t.value,
-                 "threshold": t.threshold, "labels": dict(t.labels), "startedAt": _iso(t.started_at),
+                 "peakValue": t.value, "firedSummary": t.summary, "threshold": t.threshold, "labels": dict(t.labels), "startedAt": _iso(t.started_at),
                  "resolvedAt": None, "lastNotifiedAt": _iso(t.at), "notifyCount": 1,
                  "instanceId": self.instance_id, "updatedAt": _iso(t.at),
                  "_started": t.started_at, "_db_id": None, "_stored": None}
             self.active[k] = a
         else:
-            a.update(summary=t.summary, value=t.value, labels=dict(t.labels), updatedAt=_iso(t.at))
+            a.update(summary=t.summary, value=t.value, labels=dict(t.labels), updatedAt=_iso(t.at),
+                     peakValue=_higher(a.get("peakValue"), t.value))
             if t.kind == KIND_REPEAT:
                 a["lastNotifiedAt"] = _iso(t.at)
                 a["notifyCount"] += 1
@@ -221,3 +226,7 @@ class Watchdog:
 
 
 __all__ = ["Watchdog", "KIND_FIRING"]
+
+
+def _higher(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)

@@ -388,3 +388,28 @@ async def test_token_window_fires_on_measured_utilization_and_resolves_after_res
     finally:
         await conn.close()
     await _settle(capture, 3)
+
+
+async def test_the_peak_and_the_firing_summary_survive_the_resolve(make_manager, writer, capture):
+    """25 % errors fire; 50 % two minutes later is the peak; 20 % (still firing) does not lower it;
+    a clean minute resolves with value 0 — the stored peak is 0.5 and the firing summary is kept."""
+    clock = FakeClock()
+    m = await make_manager(clock, alert_error_rate_window_s=0)
+    kinds = []
+    for errors in (5, 10, 4, 0):
+        await writer(clock.now, n=20, errors=errors)
+        kinds += [e["event"] for e in await m.evaluate_once()]
+        async with m.runtime.pool.acquire() as conn:
+            rows = [q.alert_json(r) for r in await q.recent_alerts(conn)]
+        assert len(rows) == 1
+        peak = max(x / 20 for x in (5, 10, 4, 0)[: (5, 10, 4, 0).index(errors) + 1])
+        assert rows[0]["peakValue"] == pytest.approx(peak), errors
+        clock.advance(120)  # the last minute alone in the 60 s lookback
+    assert kinds == ["firing", "resolved"]
+    a = rows[0]
+    assert a["status"] == "resolved" and a["value"] == 0.0 and a["peakValue"] == pytest.approx(0.5)
+    assert a["firedSummary"].startswith("Error rate 25.0% over the last 60s (5/20 requests")
+    assert a["summary"] != a["firedSummary"]
+    await _settle(capture, 2)
+    resolved = capture.on("/hook")[1].json["alert"]
+    assert resolved["peakValue"] == pytest.approx(0.5) and resolved["firedSummary"] == a["firedSummary"]

@@ -1,6 +1,7 @@
 """The alerts screen stays live while open: an error burst through the real proxy fires an alert
 that appears without reopening the screen, and its resolution shows fired/resolved times, how long
-it lasted, the peak seen and the message it fired with."""
+it lasted, the peak seen and the message it fired with; Enter on it lists the errors of its window
+(the six 529s sent), Enter on one of those opens that request."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from tests.support.db import stack_settings
 from tests.tui.screen import screen_text
 from tests.tui.test_tui_live import until
 from tui.app import NexusApp
+from tui.screens.alert_errors import AlertErrorsScreen
 from tui.screens.alerts import AlertsScreen
+from tui.screens.request import RequestScreen
 
 BODY = {"model": "claude-sonnet-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
 HDR = {"x-api-key": "sk-ant-tui-alerts-0001", "anthropic-version": "2023-06-01"}
@@ -57,5 +60,24 @@ async def test_alerts_screen_updates_while_open(db_dsn: str, tmp_path: Path, moc
             assert fmt.clock(a.fired_at) in row and fmt.clock(a.resolved_at) in row
             assert fmt.duration((a.resolved_at - a.fired_at).total_seconds()) in row
             assert fired_message.split()[0] in text
+            # Enter: the errors of that alert's window — exactly the six 529s the burst sent
+            await pilot.press("enter")
+            assert isinstance(app.screen, AlertErrorsScreen)
+            errs = app.screen
+            await until(pilot, lambda: errs.loads > 0, what="errors of the window")
+            await pilot.pause(0.1)
+            table = errs.query_one("#alert-errors")
+            assert table.row_count == 6
+            text = screen_text(app)
+            assert "6 errors: 529 overloaded_error ×6" in text, text
+            assert text.count("✖529") == 6
+            await pilot.press("enter")  # the newest error's drill-down
+            await until(pilot, lambda: isinstance(app.screen, RequestScreen) and app.screen.detail is not None,
+                        what="drill-down")
+            assert app.screen.detail.event.status == 529
+            await pilot.press("q")
+            assert app.screen is errs
+            await pilot.press("q")
+            assert isinstance(app.screen, AlertsScreen)
     finally:
         await service.stop()

@@ -145,6 +145,27 @@ def test_error_status_meaning_in_every_colour_mode(monkeypatch) -> None:
     monkeypatch.delenv("NO_COLOR", raising=False)
     assert fmt.status_cell(err).plain == "✖529" and fmt.status_cell(mid).plain == "200✖"
     assert str(fmt.status_cell(err).style) == fmt.ERR_STYLE and fmt.ERROR_COLOR.startswith("#")
-    assert fmt.error_kind(mid) == "mid:overloaded" and fmt.error_kind(err) == "overloaded"
+    assert fmt.error_kind(mid) == "↯overloaded" and fmt.error_kind(err) == "overloaded"
     monkeypatch.setenv("NO_COLOR", "1")
     assert str(fmt.status_cell(err).style) == "bold reverse" and str(fmt.status_cell(ok).style) == ""
+
+
+def test_every_known_error_type_fits_the_errors_table_uncut() -> None:
+    """The type column is 12 cells: every type the proxy or Anthropic records fits, mid-stream mark too."""
+    from types import SimpleNamespace
+
+    known = ["invalid_request_error", "invalid_request", "authentication_error", "permission_error",
+             "not_found_error", "request_too_large", "rate_limit_error", "overloaded_error", "timeout_error",
+             "api_error", "upstream_tls_error", "upstream_dns_error", "upstream_unreachable", "upstream_timeout",
+             "upstream_disconnected", "upstream_error", "client_aborted", "http_502"]
+    # and whatever the proxy's failure classifier can record, should it grow a new type
+    import re
+    from pathlib import Path
+
+    import proxy.ingress.failures as failures
+    known += [t for pair in re.findall(r'return \d+, "([a-z_]+)", "([a-z_]+)"',
+                                       Path(failures.__file__).read_text()) for t in pair]
+    for t in known:
+        err = fmt.error_kind(SimpleNamespace(status=529, error_type=t))
+        mid = fmt.error_kind(SimpleNamespace(status=200, error_type=t))
+        assert len(err) <= 11 and len(mid) <= 12 and mid == "↯" + err, (t, err, mid)

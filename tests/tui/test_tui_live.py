@@ -44,6 +44,7 @@ def resolved(p: Path) -> Path:
 
 
 def make_app(stack: Any, tmp_path: Path, **kw: Any) -> NexusApp:
+    kw.setdefault("query", Query(time_range="1h"))  # a chosen range (the automatic one has its own tests)
     return NexusApp(stack.dashboard_url, stack.key, poll_interval=0.2, tick=0.1, watch_terminal=False,
                     export_dir=tmp_path, **kw)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from tests.support.traffic import api_get, claude_code, send, wait_total
 from tui import fmt
+from tui.api.query import Query
 from tui.app import NexusApp
 from tui.panels.log import RequestLog
 from tui.screens.request import RequestScreen
@@ -47,7 +48,7 @@ async def seed(stack: Any) -> None:
 
 def make_app(stack: Any, tmp_path: Path) -> NexusApp:
     return NexusApp(stack.dashboard_url, stack.key, poll_interval=0.2, tick=0.1, watch_terminal=False,
-                    export_dir=tmp_path)
+                    export_dir=tmp_path, query=Query(time_range="1h"))
 
 
 def cell_text(table: Any, row_id: str, col: int) -> str:

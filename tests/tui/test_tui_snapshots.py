@@ -346,6 +346,8 @@ def _keys(*keys: str) -> Any:
     ("filter", ("slash", *"sonnet")),
     ("zoom-log", ("5",)),
     ("zoom-costs", ("4",)),
+    ("zoom-rate", ("1",)),  # below 100 columns the charts are collapsed, yet 1 shows one whole
+    ("alert-errors", ("a", "enter")),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_screens(snap_compare: Any, size: tuple[int, int], screen: str, keys: tuple[str, ...]) -> None:
     assert snap_compare(make_app(), terminal_size=size, run_before=_keys(*keys))
@@ -427,3 +429,31 @@ def test_session_detail_80x24(snap_compare: Any) -> None:
 
 def test_session_detail_120x40(snap_compare: Any) -> None:
     assert snap_compare(make_app(), terminal_size=(120, 40), run_before=open_session)
+
+
+@pytest.mark.parametrize("size,collapsed", [((60, 20), True), ((80, 24), True), ((99, 30), True),
+                                            ((100, 30), False), ((120, 40), False)],
+                         ids=lambda v: f"{v[0]}x{v[1]}" if isinstance(v, tuple) else str(v))
+async def test_below_100_columns_the_charts_collapse_into_header_sparklines(
+        size: tuple[int, int], collapsed: bool) -> None:
+    """Ground truth from the canned series: the last closed minute (05:44) has 15 + (59*7 % 13) = 25
+    requests, no error (59 % 9 != 0) and a p95 of 1800 + (59*53 % 900) = 2227 ms."""
+    app = make_app()
+    async with app.run_test(size=size) as pilot:
+        await loaded(pilot)
+        lines = screen_text(app).splitlines()
+        assert app.query_one("#charts").display is not collapsed or not app.query_one("#charts").is_on_screen
+        spark = [line for line in lines if line.startswith(" per 1 min ")]
+        if not collapsed:
+            assert spark == [] and any("Requests/min" in line for line in lines)
+            return
+        assert len(spark) == 1 and not any("Requests/min" in line for line in lines)
+        assert "req " in spark[0] and " 25/m" in spark[0] and " 0/m" in spark[0] and " 2.2s" in spark[0], spark
+        await pilot.press("2")  # a collapsed chart still opens full-screen ...
+        await pilot.pause(0.2)
+        assert app.screen.maximized is app.query_one("#latency")
+        assert "Latency per 1 min" in screen_text(app).splitlines()[0]
+        await pilot.press("escape")  # ... and collapses again, focus back on a visible panel
+        await pilot.pause(0.1)
+        assert app.screen.maximized is None and app.focused is app.query_one("#log")
+        assert not any("Latency per" in line for line in screen_text(app).splitlines())

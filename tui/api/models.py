@@ -197,8 +197,9 @@ class Alert:
     resolved_at: datetime | None = None
     value: float | None = None
     threshold: float | None = None
-    # Kept by the monitor across updates: the server rewrites the summary when an alert resolves
-    # ("Error rate 4.1 %…"), which alone reads as if nothing had happened.
+    # The server keeps both (``firedSummary``, ``peakValue``: its summary is rewritten when an alert
+    # resolves, "Error rate 4.1 %…", which alone reads as if nothing had happened); the monitor
+    # keeps what it saw too, for a server that does not send them.
     fired_message: str | None = None
     peak: float | None = None
 
@@ -208,7 +209,7 @@ class Alert:
 
     def merged(self, old: Alert | None) -> Alert:
         """This update, keeping what the earlier ones said: the firing message and the peak value."""
-        fired = self.message if self.firing else (old.fired_message if old else None)
+        fired = self.fired_message or (self.message if self.firing else (old.fired_message if old else None))
         if fired is None and old is not None and old.firing:
             fired = old.message
         values = [v for v in (self.value, self.peak, old.peak if old else None, old.value if old else None)
@@ -237,6 +238,8 @@ class Alert:
             resolved_at=parse_time(field_of(d, "resolvedAt", "endedAt")),
             value=as_opt_float(field_of(d, "value")),
             threshold=as_opt_float(field_of(d, "threshold")),
+            fired_message=field_of(d, "firedSummary") or None,
+            peak=as_opt_float(field_of(d, "peakValue")),
         )
 
 

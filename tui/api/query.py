@@ -21,6 +21,9 @@ TIME_RANGES: dict[str, tuple[int, int]] = {
 
 
 RANGE_ORDER = tuple(TIME_RANGES)
+# Without a range chosen, the monitor fits one to the data: 15 minutes on a fresh start (not a
+# 1-hour plot 90 % empty), widening to the hour once the data reaches back that far.
+AUTO_RANGES = ("15m", "1h")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,21 @@ def status_matches(ev: RequestEvent, status: str) -> bool:
     if s.endswith("xx"):
         return str(ev.status).startswith(s[0])
     return str(ev.status) == s
+
+
+def fit_range(current: str, earliest: datetime | None, now: datetime, *, first: bool) -> str:
+    """The automatic range, from the oldest bucket with requests in the last answer (``earliest``).
+
+    ``first``: the answer of the widest automatic range (the first poll): the narrowest range that
+    holds all of it. After that the range only widens: once the data reaches back to the start of
+    the narrow range (its first bucket has requests) there is older data, so the next one up.
+    The margin of one bucket keeps the two rules from ever flipping the range back and forth."""
+    narrow, wide = AUTO_RANGES
+    seconds, bucket = TIME_RANGES[narrow]
+    old = earliest is not None and (now - earliest).total_seconds() >= seconds - bucket
+    if first:
+        return wide if old else narrow
+    return wide if current == narrow and old else current
 
 
 def next_range(name: str) -> str:

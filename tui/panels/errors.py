@@ -36,7 +36,7 @@ class ErrorsPanel(VirtualTable, Panel):
     PANEL_TITLE = "Errors"
     COLUMNS = COLUMNS
     PRIORITY = PRIORITY
-    FLEX = 2  # the type takes the spare width (mid:overloaded)
+    FLEX = 4  # the domain takes the spare width (every type fits its 12 cells)
     MAX_ROWS = MAX_ROWS
 
     def __init__(self, **kwargs: Any) -> None:

@@ -130,6 +130,9 @@ class TokenWindowsPanel(VirtualTable, Panel):
     SOURCES = ("limits", "windows")
     PANEL_TITLE = "Limits"
     COLUMNS = COLUMNS
+    # account, 5h, status, reset, 7d, 7d_oi: a narrow panel keeps the 5-hour bar and whether the
+    # account is being refused before when it resets and the weekly figures.
+    PRIORITY = (0, 1, 4, 2, 3, 5)
     MAX_ROWS = 500
 
     def __init__(self, **kwargs: Any) -> None:

@@ -1,6 +1,6 @@
 """``a``: firing and recent alerts, live while open (from ``/api/alerts`` polls and the stream).
 
-Each alert with when it fired and resolved, how long it lasted, the peak value the monitor saw,
+Each alert with when it fired and resolved, how long it lasted, its peak value (the server's `peakValue`),
 and the message it fired with (kept after the server rewrites it on resolve).
 """
 
@@ -29,16 +29,24 @@ def _value(v: float | None) -> str:
     return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
-def alerts_renderable(alerts: list[Alert], known: bool = True, now: datetime | None = None) -> Group | Text:
-    """One block per alert: a line of facts, then the message it fired with (wrapped, full width)."""
+def ordered(alerts: list[Alert]) -> list[Alert]:
+    """Firing first, then newest first: the order on screen (and of the cursor)."""
+    return sorted(alerts, key=lambda a: (not a.firing, -(a.fired_at.timestamp() if a.fired_at else 0)))
+
+
+def alerts_renderable(alerts: list[Alert], known: bool = True, now: datetime | None = None,
+                      selected: int | None = None) -> Group | Text:
+    """One block per alert: a line of facts, then the message it fired with (wrapped, full width).
+    The selected one (Enter opens its errors) is marked with ``▶``."""
     if not alerts:
         if not known:
             return Text("unknown: the API has not answered about alerts (unreachable?)", style="bold yellow")
         return Text("No alerts.", style="dim")
     now = now or datetime.now(UTC)
     blocks: list[Text] = []
-    for a in sorted(alerts, key=lambda a: (not a.firing, -(a.fired_at.timestamp() if a.fired_at else 0))):
+    for i, a in enumerate(ordered(alerts)):
         head = Text(no_wrap=False)
+        head.append("▶ " if i == selected else "  ", style="bold")
         head.append("✖ FIRING" if a.firing else "✓ resolved", style="bold red reverse" if a.firing else "green")
         head.append(f"  {a.severity}  ", style="bold" if a.severity == "critical" else "")
         head.append(a.rule, style="bold")
@@ -50,6 +58,8 @@ def alerts_renderable(alerts: list[Alert], known: bool = True, now: datetime | N
         for label, value in facts:
             head.append(f"  {label} ", style="dim")
             head.append(value)
+        if i == selected:
+            head.stylize("underline", 2)
         blocks.append(head)
         msg = Text("   " + (a.fired_message or a.message or fmt.DASH))
         if not a.firing and a.fired_message and a.message and a.message != a.fired_message:
@@ -78,6 +88,9 @@ def test_outcome_text(result: dict) -> Text:
 class AlertsScreen(Screen):
     BINDINGS = [Binding("escape,q", "app.pop_screen", "Back", key_display="q/Esc"),
                 Binding("a", "app.pop_screen", "Back", show=False),
+                Binding("up,k", "move(-1)", "Up", show=False),
+                Binding("down,j", "move(1)", "Down", show=False),
+                Binding("enter", "open_errors", "Errors of its window", key_display="Enter"),
                 Binding("t", "send_test", "Send test alert")]
 
     def __init__(self, source: AlertSource | list[Alert], now: Callable[[], datetime] | None = None) -> None:
@@ -85,6 +98,8 @@ class AlertsScreen(Screen):
         self.source: AlertSource = source if callable(source) else (lambda: (list(source), True))
         self.now = now or (lambda: datetime.now(UTC))
         self._shown: str | None = None
+        self.selected = 0
+        self._selected_id: str | None = None  # the cursor stays on its alert as the list changes
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="alerts-scroll"):
@@ -100,13 +115,43 @@ class AlertsScreen(Screen):
 
     def redraw(self) -> None:
         alerts, known = self.source()
+        shown = ordered(alerts)
+        ids = [a.id for a in shown]
+        if self._selected_id in ids:
+            self.selected = ids.index(self._selected_id)
+        self.selected = max(0, min(self.selected, len(shown) - 1))
+        self._selected_id = ids[self.selected] if ids else None
         key = repr([(a.id, a.state, a.resolved_at, a.message, a.peak) for a in alerts]) + str(known)
+        key += f"@{self.selected}"
         lasting = any(a.firing for a in alerts)  # a firing alert's duration moves every second
         if key == self._shown and not lasting:
             return
         self._shown = key
         self.query_one("#alerts-scroll").border_title = "Alerts · live" if known else "Alerts · STALE (disconnected)"
-        self.query_one("#alerts", Static).update(alerts_renderable(alerts, known, self.now()))
+        self.query_one("#alerts", Static).update(
+            alerts_renderable(alerts, known, self.now(), self.selected if shown else None))
+
+    def selected_alert(self) -> Alert | None:
+        shown = ordered(self.source()[0])
+        return shown[self.selected] if 0 <= self.selected < len(shown) else None
+
+    def action_move(self, step: int) -> None:
+        shown = ordered(self.source()[0])
+        if shown:
+            self.selected = max(0, min(len(shown) - 1, self.selected + step))
+            self._selected_id = shown[self.selected].id
+            self.redraw()
+
+    def action_open_errors(self) -> None:
+        """Enter: the errors of the selected alert's time window."""
+        from tui.screens.alert_errors import AlertErrorsScreen
+
+        alert = self.selected_alert()
+        client = getattr(self.app, "client", None)
+        if alert is None or client is None:
+            self.notify("no alert selected", severity="warning")
+            return
+        self.app.push_screen(AlertErrorsScreen(client, alert, self.now))
 
     def action_send_test(self) -> None:
         """``t``: POST /api/alerts/test in the background; the outcome replaces the hint line."""
