@@ -9,6 +9,9 @@ screen of the monitor headlessly against it at 80×24 and 120×40:
 - ``zoom-log-WxH``    ``5``: the live log full-screen
 - ``alerts-WxH``      ``a``: the live alerts screen
 - ``limits-WxH``      Enter on the limits panel: one account's windows, history, headers
+- ``sessions-WxH``    ``s``: live Claude Code sessions (cost, tokens, quota share, agents, tags)
+- ``session-WxH``     Enter on the busiest session: its agent tree and requests
+- ``alert-errors-WxH`` Enter on an alert: the errors of its window
 - ``drill-down-WxH``  Enter on the newest error
 - ``help-WxH``        the ``?`` screen
 - ``web.png``         ``nexus web`` in a headless Chromium (the browser view)
@@ -16,7 +19,7 @@ screen of the monitor headlessly against it at 80×24 and 120×40:
 Each SVG also becomes a PNG (Chromium renders the SVG), so the README shows them everywhere.
 Without Chromium only the SVGs are written.
 
-    python scripts/make_screenshots.py [--warmup 120] [--rate 6] [--range 15m] [--out screenshots]
+    python scripts/make_screenshots.py [--warmup 120] [--rate 6] [--range auto] [--out screenshots]
 """
 
 from __future__ import annotations
@@ -63,6 +66,34 @@ async def open_error(pilot, app: NexusApp) -> None:
         await pilot.pause(0.1)
 
 
+async def wait_for(pilot, cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        await pilot.pause(0.1)
+
+
+async def open_sessions(pilot, app: NexusApp) -> None:
+    from tui.screens.sessions import SessionsScreen
+
+    await pilot.press("s")
+    await wait_for(pilot, lambda: isinstance(app.screen, SessionsScreen) and app.screen.loads > 0)
+
+
+async def open_session(pilot, app: NexusApp) -> None:
+    await open_sessions(pilot, app)
+    await pilot.press("enter")
+    await pilot.pause(1.5)
+
+
+async def open_alert_errors(pilot, app: NexusApp) -> None:
+    from tui.screens.alert_errors import AlertErrorsScreen
+
+    await pilot.press("a")
+    await pilot.pause(0.3)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, AlertErrorsScreen) and app.screen.loads > 0)
+
+
 def keys(*names: str) -> Callable:
     async def run(pilot, app: NexusApp) -> None:
         for k in names:
@@ -77,6 +108,9 @@ SCREENS: list[tuple[str, Callable]] = [
     ("zoom-log", keys("5")),
     ("alerts", keys("a")),
     ("limits", keys("3", "enter")),
+    ("sessions", open_sessions),
+    ("session", open_session),
+    ("alert-errors", open_alert_errors),
     ("drill-down", open_error),
     ("help", keys("question_mark")),
 ]
@@ -86,7 +120,8 @@ async def shoot(url: str, key: str, out: Path, time_range: str) -> list[Path]:
     written: list[Path] = []
     for w, h in SIZES:
         for name, action in SCREENS:
-            app = NexusApp(url, key, watch_terminal=False, poll_interval=1.0, query=Query(time_range=time_range))
+            query = None if time_range == "auto" else Query(time_range=time_range)
+            app = NexusApp(url, key, watch_terminal=False, poll_interval=1.0, query=query)
             async with app.run_test(size=(w, h)) as pilot:
                 await settle(pilot, app, 3.0)
                 await action(pilot, app)
@@ -138,7 +173,8 @@ async def web_png(url: str, key: str, out: Path) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--warmup", type=float, default=120.0, help="seconds of demo traffic before shooting")
-    p.add_argument("--range", dest="time_range", default="15m", help="time range shown (15m shows the warmup best)")
+    p.add_argument("--range", dest="time_range", default="auto",
+                   help="time range shown (auto: what the monitor picks by itself, 15m after the warmup)")
     p.add_argument("--rate", type=float, default=6.0)
     p.add_argument("--out", default=str(ROOT / "screenshots"))
     p.add_argument("--data-dir", default=None, help="demo data dir (default: a fresh temporary one)")

@@ -81,3 +81,32 @@ async def test_alerts_screen_updates_while_open(db_dsn: str, tmp_path: Path, moc
             assert isinstance(app.screen, AlertsScreen)
     finally:
         await service.stop()
+
+
+async def test_an_account_alert_lists_only_that_accounts_errors(stack, tmp_path: Path) -> None:
+    """A limit alert is about one account: its errors screen asks the API for that account only."""
+    from tests.support.traffic import api_get, send, wait_total
+    from tests.tui.test_tui_live import make_app
+    from tui.api.models import Alert
+
+    await send(stack, 2, status=529, key="sk-ant-tui-test-a")
+    await send(stack, 3, status=429, key="sk-ant-tui-test-b")
+    await wait_total(stack, 5)
+    every = await api_get(stack, "/api/errors", since="1h", limit=50)
+    accounts = {r["accountId"] for r in every["recent"]}
+    assert len(accounts) == 2
+    b = next(r["accountId"] for r in every["recent"] if r["status"] == 429)
+    now = datetime.now(UTC)
+    alert = Alert(id="6", rule="Token limit approaching", rule_id="token_window", key=f"{b}:5h", account=b,
+                  state="resolved", fired_at=now - timedelta(minutes=1), resolved_at=now, value=3.0, peak=97.5,
+                  threshold=80.0)
+    app = make_app(stack, tmp_path)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: app.polls > 0, what="first poll")
+        screen = AlertErrorsScreen(app.client, alert)
+        await app.push_screen(screen)
+        await until(pilot, lambda: screen.loads > 0, what="errors of the window")
+        await pilot.pause(0.1)
+        text = screen_text(app)
+        assert f"errors of {b}" in text and "3 errors: 429 rate_limit_error ×3" in text, text
+        assert screen.query_one("#alert-errors").row_count == 3 and "✖529" not in text

@@ -50,7 +50,7 @@ async def test_costs_panel_shows_web_search_spend_and_the_fast_share(stack: Any,
         assert fmt.usd(dims["webSearch"]["costUsd"]) in line and f"{dims['webSearch']['searches']} srch" in line
         fast = next(x for x in text.splitlines() if "fast mode" in x)
         assert FAST_MARK in fast and fmt.usd(dims["fast"]["costUsd"]) in fast
-        assert f"{dims['fast']['shareOfCost']:.0%} of $" in fast
+        assert f"{dims['fast']['shareOfCost']:.0%} of all" in fast
 
 
 async def test_drill_down_shows_each_dimension_and_the_rates_applied(stack: Any, tmp_path: Path) -> None:

@@ -169,3 +169,27 @@ def test_every_known_error_type_fits_the_errors_table_uncut() -> None:
         err = fmt.error_kind(SimpleNamespace(status=529, error_type=t))
         mid = fmt.error_kind(SimpleNamespace(status=200, error_type=t))
         assert len(err) <= 11 and len(mid) <= 12 and mid == "↯" + err, (t, err, mid)
+
+
+
+def test_alert_values_read_in_their_rules_units() -> None:
+    """error_rate is a share, token_window a percent, p95 milliseconds, daily_cost dollars; a firing
+    alert shows the message it fired with and what it says now."""
+    from datetime import UTC, datetime, timedelta
+
+    from tui.panels.costs import to_plain
+    from tui.screens.alerts import alerts_renderable
+
+    now = datetime(2030, 1, 1, 10, 0, tzinfo=UTC)
+
+    def alert(rule: str, peak: float, threshold: float, **kw: object) -> dict:
+        return {"id": rule, "rule": rule, "title": rule, "status": "firing", "summary": "now text",
+                "firedSummary": "fired text", "value": peak, "peakValue": peak, "threshold": threshold,
+                "startedAt": (now - timedelta(minutes=2)).isoformat(), **kw}
+
+    alerts = parse_alerts({"active": [alert("error_rate", 0.262, 0.05), alert("token_window", 97.5, 80.0),
+                                      alert("p95_latency", 12500.0, 10000.0), alert("daily_cost", 123.4, 100.0)]})
+    text = to_plain(alerts_renderable(alerts, True, now), width=200)
+    for expected in ("peak 26.2% (threshold 5.0%)", "peak 98% (threshold 80%)", "peak 12.5s (threshold 10.0s)",
+                     "peak $123.40 (threshold $100.00)", "fired text", "now: now text"):
+        assert expected in text, (expected, text)

@@ -202,9 +202,25 @@ def canned(path: str, params: dict[str, str]) -> Any:
                             "affectedDomains": DOMAINS[:1]}],
                 "recent": ERRORS}
     if path == "/api/alerts":
-        return {"active": [{"id": "a1", "rule": "error_rate", "severity": "warning", "state": "firing",
-                            "message": "error rate 6.2% > 5% for 5 min",
-                            "firedAt": iso(NOW - timedelta(minutes=3))}], "recent": []}
+        # The server's shape (nexus.store.alerts.alert_json): one firing, one resolved.
+        firing = {"id": 7, "rule": "error_rate", "key": "global", "title": "High error rate detected",
+                  "severity": "critical", "status": "firing",
+                  "summary": "Error rate 6.2% over the last 60s (13/210 requests; threshold 5.0%)",
+                  "firedSummary": "Error rate 8.1% over the last 60s (17/210 requests; threshold 5.0%)",
+                  "value": 0.062, "peakValue": 0.081, "threshold": 0.05, "labels": {"requests": 210, "errors": 13},
+                  "startedAt": iso(NOW - timedelta(minutes=3)), "resolvedAt": None,
+                  "lastNotifiedAt": iso(NOW - timedelta(minutes=3)), "notifyCount": 1, "instanceId": "3f9c2a7b1d0e",
+                  "updatedAt": iso(NOW - timedelta(seconds=10))}
+        resolved = {"id": 6, "rule": "token_window", "key": "acct_1a2b3c4d5e6f:5h", "title": "Token limit approaching",
+                    "severity": "warning", "status": "resolved",
+                    "summary": "Token limit approaching for acct_1a2b3c4d5e6f : 5h window at 3 %, resets 10:45 UTC",
+                    "firedSummary": "Token limit approaching for acct_1a2b3c4d5e6f : 5h window at 82 %, resets 05:40 UTC",
+                    "value": 3.0, "peakValue": 97.5, "threshold": 80.0,
+                    "labels": {"account": "acct_1a2b3c4d5e6f", "window": "5h"},
+                    "startedAt": iso(NOW - timedelta(minutes=50)), "resolvedAt": iso(NOW - timedelta(minutes=5)),
+                    "lastNotifiedAt": iso(NOW - timedelta(minutes=50)), "notifyCount": 1,
+                    "instanceId": "3f9c2a7b1d0e", "updatedAt": iso(NOW - timedelta(minutes=5))}
+        return {"active": [firing], "recent": [firing, resolved], "channels": {}, "database": "connected"}
     if path.startswith("/api/requests/"):
         rid = path.rsplit("/", 1)[1]
         r = next(x for x in ROWS if x["id"] == rid)

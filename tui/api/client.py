@@ -120,10 +120,11 @@ class DashboardClient:
         return ErrorsReport.parse(await self.get_json("/api/errors", {
             "since": q.time_range, "limit": limit, **q.params()}))
 
-    async def errors_between(self, since: datetime, until: datetime, limit: int = 200) -> ErrorsReport:
+    async def errors_between(self, since: datetime, until: datetime, limit: int = 200,
+                             account: str | None = None) -> ErrorsReport:
         """The errors of one stretch of time (an alert's), newest first, with their counts by type."""
         return ErrorsReport.parse(await self.get_json("/api/errors", {
-            "since": self._iso(since), "until": self._iso(until), "limit": limit}))
+            "since": self._iso(since), "until": self._iso(until), "limit": limit, "accountId": account}))
 
     async def requests_page(self, q: Query | None = None, *, limit: int = 100, before: str | None = None,
                             errors_only: bool = False) -> tuple[list[RequestEvent], str | None]:

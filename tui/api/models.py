@@ -6,7 +6,7 @@ field is worse than one that shows a blank.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -202,6 +202,14 @@ class Alert:
     # keeps what it saw too, for a server that does not send them.
     fired_message: str | None = None
     peak: float | None = None
+    rule_id: str = ""  # the rule's name (error_rate, token_window, …); ``rule`` is its title
+    key: str = ""  # what it is about: global, an account (acct_…:5h), an instance
+    account: str | None = None  # the account it is about, from its labels
+
+    @property
+    def unit_value(self) -> Callable[[float | None], str]:
+        """How this rule's values read: a share as %, latency as time, cost as dollars."""
+        return _ALERT_UNITS.get(self.rule_id, _plain_value)
 
     @property
     def firing(self) -> bool:
@@ -240,7 +248,49 @@ class Alert:
             threshold=as_opt_float(field_of(d, "threshold")),
             fired_message=field_of(d, "firedSummary") or None,
             peak=as_opt_float(field_of(d, "peakValue")),
+            rule_id=str(field_of(d, "rule", default="") or ""),
+            key=str(field_of(d, "key", default="") or ""),
+            account=_label(d, "account"),
         )
+
+
+def _label(d: Mapping[str, Any], name: str) -> str | None:
+    labels = d.get("labels")
+    v = labels.get(name) if isinstance(labels, Mapping) else None
+    return str(v) if v else None
+
+
+def _plain_value(v: float | None) -> str:
+    if v is None:
+        return "–"
+    return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
+def _pct_value(v: float | None) -> str:
+    return "–" if v is None else f"{v:.0f}%"
+
+
+def _ratio_value(v: float | None) -> str:
+    return "–" if v is None else f"{v * 100:.1f}%"
+
+
+def _ms_value(v: float | None) -> str:
+    return "–" if v is None else (f"{v / 1000:.1f}s" if v >= 1000 else f"{v:.0f}ms")
+
+
+def _usd_value(v: float | None) -> str:
+    return "–" if v is None else f"${v:,.2f}"
+
+
+def _seconds_value(v: float | None) -> str:
+    return "–" if v is None else f"{v:,.0f}s"
+
+
+_ALERT_UNITS: dict[str, Callable[[float | None], str]] = {
+    "error_rate": _ratio_value, "token_window": _pct_value, "db_pool": _pct_value, "p95_latency": _ms_value,
+    "daily_cost": _usd_value, "clock_skew": _seconds_value, "recording_stalled": _seconds_value,
+    "journal_growing": _seconds_value,
+}
 
 
 def parse_alerts(d: Any) -> list[Alert]:

@@ -37,7 +37,7 @@ def costs_rows(costs: Costs, stats: Stats | None, range_name: str) -> list[tuple
         rows.append((T("web search"), T(fmt.usd(costs.web_search_usd)), T(f"{costs.web_searches} srch", "dim")))
     if costs.fast_usd:
         rows.append((T(f"{FAST_MARK} fast mode"), T(fmt.usd(costs.fast_usd)),
-                     T(f"{costs.fast_share:.0%} of $", "magenta")))
+                     T(f"{costs.fast_share:.0%} of all", "magenta")))
     models = sorted(costs.by_model, key=lambda b: -(b.cost_usd or 0.0))
     if models or costs.unpriced_models:
         rows.append((T("models 31d", "dim italic"), T(""), T("")))

@@ -129,5 +129,9 @@ class AlertBanner(ChangeStatic):
             first = firing[0]
             more = f"  (+{len(firing) - 1} more)" if len(firing) > 1 else ""
             # The key first: a long message is what gets cut at 60 columns, never the way in.
-            self.set_text(Text(f" ⚠ ALERT (a) {first.rule}: {first.message}{more} ",
+            # A message that starts with the alert's title says it once ("Token limit approaching: Token
+            # limit approaching for acct_7e…" wastes the half of 80 columns that matters).
+            what = first.message if first.message.lower().startswith(first.rule.lower()) else (
+                f"{first.rule}: {first.message}")
+            self.set_text(Text(f" ⚠ ALERT (a) {what}{more} ",
                                style="bold white on red", no_wrap=True, overflow="ellipsis"))

@@ -1,6 +1,7 @@
 """Enter on an alert: the errors of its time window (``/api/errors?since=&until=``).
 
-The window opens ``LEAD_S`` before the alert fired, because what made a rule fire happened before
+An alert about one account (a limit, a budget) lists that account's errors only. The window opens
+``LEAD_S`` before the alert fired, because what made a rule fire happened before
 it fired (the error-rate rule judges the last minutes), and closes when it resolved (or now, while
 it still fires). Counts by status and type on top, then every error row, newest first; Enter opens
 one (the app's drill-down). Fetched in a worker; refreshed while the alert is still firing.
@@ -41,7 +42,8 @@ def summary_text(alert: Alert, since: datetime, until: datetime, report: ErrorsR
     t.append(f"  fired {fmt.clock(alert.fired_at)}", style="")
     t.append(f"  resolved {fmt.clock(alert.resolved_at)}" if alert.resolved_at else "  still firing",
              style="" if alert.resolved_at else "bold red")
-    t.append(f"\nerrors {fmt.clock(since)} – {fmt.clock(until)} (from {LEAD_S // 60} min before it fired)",
+    scope = f" of {alert.account}" if alert.account else ""
+    t.append(f"\nerrors{scope} {fmt.clock(since)} – {fmt.clock(until)} (from {LEAD_S // 60} min before it fired)",
              style="dim")
     if failed is not None:
         t.append(f"\n{failed}", style="bold red")
@@ -97,7 +99,7 @@ class AlertErrorsScreen(Screen):
     async def _load(self) -> None:
         since, until = alert_window(self.alert, self.now())
         try:
-            report = await self.client.errors_between(since, until, LIMIT)
+            report = await self.client.errors_between(since, until, LIMIT, account=self.alert.account)
         except Exception as exc:  # noqa: BLE001 - shown, never raised into the UI
             self.failed = f"could not load the errors: {exc}"
             report = None

@@ -23,12 +23,6 @@ from tui.api.models import Alert
 AlertSource = Callable[[], tuple[list[Alert], bool]]
 
 
-def _value(v: float | None) -> str:
-    if v is None:
-        return fmt.DASH
-    return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
-
-
 def ordered(alerts: list[Alert]) -> list[Alert]:
     """Firing first, then newest first: the order on screen (and of the cursor)."""
     return sorted(alerts, key=lambda a: (not a.firing, -(a.fired_at.timestamp() if a.fired_at else 0)))
@@ -53,8 +47,8 @@ def alerts_renderable(alerts: list[Alert], known: bool = True, now: datetime | N
         lasted = None if a.fired_at is None else ((a.resolved_at or now) - a.fired_at).total_seconds()
         facts = [("fired", fmt.clock(a.fired_at)), ("resolved", fmt.clock(a.resolved_at)),
                  ("lasted", fmt.duration(lasted) + (" so far" if a.firing else "")),
-                 ("peak", _value(a.peak) + (f" (threshold {_value(a.threshold)})" if a.threshold is not None
-                                            else ""))]
+                 ("peak", a.unit_value(a.peak) + (f" (threshold {a.unit_value(a.threshold)})"
+                                                  if a.threshold is not None else ""))]
         for label, value in facts:
             head.append(f"  {label} ", style="dim")
             head.append(value)
@@ -62,8 +56,8 @@ def alerts_renderable(alerts: list[Alert], known: bool = True, now: datetime | N
             head.stylize("underline", 2)
         blocks.append(head)
         msg = Text("   " + (a.fired_message or a.message or fmt.DASH))
-        if not a.firing and a.fired_message and a.message and a.message != a.fired_message:
-            msg.append(f"\n   resolved: {a.message}", style="dim")
+        if a.fired_message and a.message and a.message != a.fired_message:
+            msg.append(f"\n   {'now' if a.firing else 'resolved'}: {a.message}", style="dim")
         blocks.append(msg)
         blocks.append(Text(""))
     return Group(*blocks)
