@@ -447,6 +447,59 @@ def test_session_detail_120x40(snap_compare: Any) -> None:
     assert snap_compare(make_app(), terminal_size=(120, 40), run_before=open_session)
 
 
+async def open_error_detail(pilot: Any) -> None:
+    await loaded(pilot)
+    app = pilot.app
+    errors = app.query_one("#errors")
+    errors.focus()
+    errors.move_cursor(row=0)
+    await pilot.press("enter")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if isinstance(app.screen, RequestScreen) and app.screen.detail is not None:
+            break
+        await pilot.pause(0.05)
+    await pilot.pause(0.1)
+
+
+# The other two sizes the issue names for every screen (80x24 and 120x40 are above).
+@pytest.mark.parametrize("size", [(60, 20), (200, 50)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("screen", ["alerts", "alert-errors", "help", "filter", "zoom-log", "zoom-rate", "limits",
+                                    "sessions", "session", "drill-down"])
+def test_every_screen_small_and_large(snap_compare: Any, size: tuple[int, int], screen: str) -> None:
+    runs = {"alerts": _keys("a"), "alert-errors": _keys("a", "enter"), "help": _keys("question_mark"),
+            "filter": _keys("slash", *"sonnet"), "zoom-log": _keys("5"), "zoom-rate": _keys("1"),
+            "limits": open_limits, "sessions": open_sessions, "session": open_session,
+            "drill-down": open_error_detail}
+    assert snap_compare(make_app(), terminal_size=size, run_before=runs[screen])
+
+
+SCREEN_RUNS = ("alerts", "alert-errors", "help", "filter", "zoom-log", "zoom-rate", "limits", "sessions", "session",
+               "drill-down")
+
+
+@pytest.mark.parametrize("size", [(60, 20), (80, 24)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("screen", SCREEN_RUNS)
+async def test_no_screen_cuts_a_number_on_a_small_terminal(size: tuple[int, int], screen: str) -> None:
+    runs = {"alerts": _keys("a"), "alert-errors": _keys("a", "enter"), "help": _keys("question_mark"),
+            "filter": _keys("slash", *"sonnet"), "zoom-log": _keys("5"), "zoom-rate": _keys("1"),
+            "limits": open_limits, "sessions": open_sessions, "session": open_session,
+            "drill-down": open_error_detail}
+    app = make_app()
+    async with app.run_test(size=size) as pilot:
+        await runs[screen](pilot)
+        text = screen_text(app)
+        assert not CUT_NUMBER.search(text), text
+        if screen == "limits":  # every window's figures whole (the sparkline and bar give way instead)
+            rows = [line for line in text.splitlines() if re.match(r"│  (5h|7d|7d_oi) ", line)]
+            assert len(rows) == 3 and not any("…" in r for r in rows), rows
+            assert "86%" in rows[0] and "1h15m" in rows[0] and "warn" in rows[0]
+
+
+def test_drill_down_into_an_error_80x24(snap_compare: Any) -> None:
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=open_error_detail)
+
+
 @pytest.mark.parametrize("size,collapsed", [((60, 20), True), ((80, 24), True), ((99, 30), True),
                                             ((100, 30), False), ((120, 40), False)],
                          ids=lambda v: f"{v[0]}x{v[1]}" if isinstance(v, tuple) else str(v))

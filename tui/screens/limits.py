@@ -34,8 +34,28 @@ def sparkline(values: list[float], width: int) -> str:
     return "".join(SPARK[min(len(SPARK) - 1, max(0, int(min(v, 1.0) * (len(SPARK) - 1) + 0.5)))] for v in vals)
 
 
+def window_layout(names: list[str], resets: list[str], width: int) -> tuple[int, int, bool]:
+    """(bar cells, sparkline cells, reset clock shown) for the windows table in ``width`` cells:
+    the sparkline gives way first, then the bar shrinks, then the reset's clock time goes, then the
+    bar — every value left is shown whole."""
+    name_w = max((len(n) for n in names), default=6)
+    countdown_w = max((len(r.split(" ")[0]) for r in resets), default=5)
+    clock_w = max((len(r) for r in resets), default=5)
+
+    def need(bar_w: int, spark_w: int, clock: bool) -> int:
+        cols = [max(name_w, 6), 4, bar_w, clock_w if clock else max(countdown_w, 6), 6, spark_w]
+        return sum(c + 2 for c in cols if c)
+
+    for bar_w, clock in ((8, True), (4, True), (4, False), (0, False)):
+        spare = width - need(bar_w, 0, clock)
+        if spare >= 0:
+            spark = min(24, spare - 2)
+            return bar_w, spark if spark >= 8 else 0, clock
+    return 0, 0, False
+
+
 def account_renderable(a: LimitAccount | None, account_id: str, history: list[LimitSample] | None,
-                       now: datetime, error: str | None = None) -> Table:
+                       now: datetime, error: str | None = None, width: int = 100) -> Table:
     parts: list = []
     if a is None:
         parts.append(Text(f"{account_id}: no rate-limit headers seen yet (the panel estimates).", style="dim"))
@@ -58,16 +78,23 @@ def account_renderable(a: LimitAccount | None, account_id: str, history: list[Li
     for s in history or []:
         by_window.setdefault(s.window, []).append(s.utilization)
     if a.windows:
+        resets = [f"{countdown(w.resets_at, now)}" + ("" if w.resets_at is None else f" {w.resets_at.astimezone():%H:%M}")
+                  for w in a.windows]
+        bar_w, spark_w, clock = window_layout([w.name for w in a.windows], resets, width)
         t = Table(expand=True, box=None, padding=(0, 1))
-        for col in ("window", "used", "", "resets", "status", "last 24 h"):
+        cols = ["window", "used"] + ([""] if bar_w else []) + ["resets", "status"] + (["last 24 h"] if spark_w else [])
+        for col in cols:
             t.add_column(col, no_wrap=True)
-        for w in a.windows:
+        for w, reset in zip(a.windows, resets, strict=True):
             style = status_style(w.status, w.utilization)
-            at = "" if w.resets_at is None else f" {w.resets_at.astimezone():%H:%M}"
-            t.add_row(w.name, Text(pct_text(w.utilization), style=style), Text(bar(w.utilization, 8), style=style),
-                      f"{countdown(w.resets_at, now)}{at}",
-                      Text(STATUS_LABEL.get(w.status or "", w.status or fmt.DASH), style=style),
-                      Text(sparkline(by_window.get(w.name, []), 24), style=style))
+            row: list = [w.name, Text(pct_text(w.utilization), style=style)]
+            if bar_w:
+                row.append(Text(bar(w.utilization, bar_w), style=style))
+            row += [reset if clock else reset.split(" ")[0],
+                    Text(STATUS_LABEL.get(w.status or "", w.status or fmt.DASH), style=style)]
+            if spark_w:
+                row.append(Text(sparkline(by_window.get(w.name, []), spark_w), style=style))
+            t.add_row(*row)
         parts.append(t)
     if a.buckets:
         t = Table(expand=True, box=None, padding=(0, 1), title="API-key headroom (per minute)", title_justify="left")
@@ -120,7 +147,12 @@ class LimitsScreen(Screen):
             self.run_worker(self._load(), exit_on_error=False)
 
     def _content(self) -> Table:
-        return account_renderable(self.account, self.account_id, self.history, self.now, self.error)
+        # the scroll's border and padding take 4 cells
+        width = max(20, (self.size.width or 100) - 4)
+        return account_renderable(self.account, self.account_id, self.history, self.now, self.error, width)
+
+    def on_resize(self) -> None:
+        self.query_one("#limits-detail", Static).update(self._content())
 
     async def _load(self) -> None:
         try:
