@@ -168,15 +168,19 @@ class DashboardActions:
         stamp = self.now().astimezone().strftime("%Y%m%d-%H%M%S")
         svg = self._save_svg(stamp)
         screen = self.screen
-        if isinstance(screen, RequestScreen):
-            if screen.detail is None:
+        # A sub-screen exports what it shows (a request, a session, an account's limits, an alert's
+        # errors): ``export_document()`` gives a file stem and the API's JSON behind the view.
+        document_of = getattr(screen, "export_document", None)
+        if callable(document_of):
+            got = document_of()
+            if got is None:
                 self.last_export = [svg]
-                self.notify(f"saved {svg} (JSON skipped: the request has not loaded)", title="Export",
+                self.notify(f"saved {svg} (JSON skipped: this view has not loaded)", title="Export",
                             severity="warning", timeout=8)
                 return self.last_export
-            doc: dict[str, Any] = {"exportedAt": self.now().isoformat(), "source": self.url,
-                                   "request": screen.detail.raw}
-            name = f"nexus-request-{screen.request_id}-{stamp}.json"
+            stem, body = got
+            doc: dict[str, Any] = {"exportedAt": self.now().isoformat(), "source": self.url, **body}
+            name = f"nexus-{_safe_stem(stem)}-{stamp}.json"
         else:
             shown = self.shown or {}
             doc = snapshot_document(self.url, shown.get("query", self.q), shown.get("window"),
@@ -227,3 +231,10 @@ class DashboardActions:
                 self.push_screen(RequestScreen(self.client, rid))
                 return
         self.notify("no request selected", severity="warning")
+
+
+def _safe_stem(stem: str) -> str:
+    """A file-name part from ids the API sent (a session id may hold any printable character)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem)[:80]

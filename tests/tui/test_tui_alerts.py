@@ -110,3 +110,10 @@ async def test_an_account_alert_lists_only_that_accounts_errors(stack, tmp_path:
         text = screen_text(app)
         assert f"errors of {b}" in text and "3 errors: 429 rate_limit_error ×3" in text, text
         assert screen.query_one("#alert-errors").row_count == 3 and "✖529" not in text
+        await pilot.press("e")  # export = this view: the alert's errors, not the dashboard
+        await until(pilot, lambda: len(app.last_export) == 2, what="export")
+        import json
+
+        doc = json.loads(app.last_export[1].read_text())
+        assert doc["accountId"] == b and doc["errors"]["totalErrors"] == 3 and "totalRequests" not in doc
+        assert {r["accountId"] for r in doc["errors"]["recent"]} == {b}

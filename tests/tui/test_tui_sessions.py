@@ -6,12 +6,14 @@ chain session → request is followed with real keys.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tests.support.traffic import api_get, claude_code, send, wait_total
+from tests.tui.screen import svg_text
 from tui import fmt
 from tui.api.query import Query
 from tui.app import NexusApp
@@ -73,6 +75,13 @@ async def test_sessions_screen_and_drill_down(stack: Any, tmp_path: Path) -> Non
         assert cell_text(table, S1, 8) == "claude-cli/2.1.197 (cli)"
         assert cell_text(table, S1, 9) == "project=apollo"
 
+        # e in the list: the sessions shown, as the API gave them
+        await pilot.press("e")
+        await until(pilot, lambda: len(app.last_export) == 2, what="sessions export")
+        listed = json.loads(app.last_export[1].read_text())
+        assert [x["sessionId"] for x in listed["sessions"]] == [S2, S1] and "sessions" in app.last_export[1].name
+        app.last_export = []
+
         # "/" filter: tag:, client:, session: (a prefix of the id)
         for text, expected in (("tag:project=zeus", [S2]), ("client:claude-cli", [S2, S1]),
                                ("session:5f1e", [S1]), ("", [S2, S1])):
@@ -96,6 +105,15 @@ async def test_sessions_screen_and_drill_down(stack: Any, tmp_path: Path) -> Non
         requests = detail.query_one(SessionRequestTable)
         assert requests.row_ids == [r["id"] for r in api_detail["requests"]]
         assert requests.has_focus
+        # e in a session: SVG and JSON of that session (not the dashboard)
+        await pilot.press("e")
+        await until(pilot, lambda: len(app.last_export) == 2, what="session export")
+        svg_path, json_path = app.last_export
+        doc = json.loads(json_path.read_text())
+        assert doc["session"]["session"]["sessionId"] == S1 and S1 in json_path.name
+        assert [r["id"] for r in doc["session"]["requests"]] == [r["id"] for r in api_detail["requests"]]
+        assert "totalRequests" not in doc and f"Session {S1}" in svg_text(svg_path.read_text())
+        app.last_export = []
 
         # Enter again: the request drill-down; Esc, Esc: back to the list
         await pilot.press("enter")

@@ -205,6 +205,7 @@ class Alert:
     rule_id: str = ""  # the rule's name (error_rate, token_window, …); ``rule`` is its title
     key: str = ""  # what it is about: global, an account (acct_…:5h), an instance
     account: str | None = None  # the account it is about, from its labels
+    raw: dict[str, Any] = field(default_factory=dict)  # the server's object, for export
 
     @property
     def unit_value(self) -> Callable[[float | None], str]:
@@ -251,6 +252,7 @@ class Alert:
             rule_id=str(field_of(d, "rule", default="") or ""),
             key=str(field_of(d, "key", default="") or ""),
             account=_label(d, "account"),
+            raw=dict(d),
         )
 
 

@@ -279,6 +279,7 @@ class ErrorsReport:
     total: int = 0
     groups: list[ErrorGroup] = field(default_factory=list)
     recent: list[RequestEvent] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)  # the API's answer, for export
 
     @classmethod
     def parse(cls, d: Any) -> ErrorsReport:
@@ -286,7 +287,7 @@ class ErrorsReport:
         recent = [RequestEvent.parse(r) for r in (field_of(d, "recent", default=[]) or [])
                   if isinstance(r, Mapping)]
         total = as_int(field_of(d, "totalErrors", default=sum(g.count for g in groups)))
-        return cls(total=total, groups=groups, recent=recent)
+        return cls(total=total, groups=groups, recent=recent, raw=dict(d) if isinstance(d, Mapping) else {})
 
 
 def parse_error_groups(d: Any) -> list[ErrorGroup]:
@@ -343,6 +344,7 @@ class LimitAccount:
     retry_after_s: float | None = None
     overage_status: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)  # the API's object, for export
 
     def window(self, name: str) -> LimitWindow | None:
         return next((w for w in self.windows if w.name == name), None)
@@ -369,7 +371,7 @@ class LimitAccount:
                    claim=text(d.get("representativeClaim")), resets_at=parse_time(d.get("resetsAt")),
                    windows=windows, buckets=buckets, retry_after_s=as_opt_float(d.get("retryAfterS")),
                    overage_status=text(overage.get("status")),
-                   headers={str(k): str(v) for k, v in headers.items()})
+                   headers={str(k): str(v) for k, v in headers.items()}, raw=dict(d))
 
 
 def parse_limits(d: Any) -> list[LimitAccount]:

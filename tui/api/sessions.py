@@ -44,6 +44,7 @@ class Session:
     agents: int = 0
     tags: dict[str, str] = field(default_factory=dict)
     quota_share: dict[str, float] | None = None  # active sessions only (utilization points per window)
+    raw: dict[str, Any] = field(default_factory=dict)  # the API's object, for export
 
     @classmethod
     def parse(cls, d: Mapping[str, Any]) -> Session:
@@ -63,6 +64,7 @@ class Session:
             agents=as_int(field_of(d, "agents")),
             tags=_tags(d.get("tags")),
             quota_share=_share_of(d.get("quotaShare")),
+            raw=dict(d),
         )
 
 
@@ -100,6 +102,7 @@ class SessionDetail:
     requests: list[RequestEvent] = field(default_factory=list)
     quota_share: dict[str, float] | None = None
     quota_note: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)  # the API's answer, for export
 
     @classmethod
     def parse(cls, d: Mapping[str, Any]) -> SessionDetail:
@@ -110,6 +113,7 @@ class SessionDetail:
             requests=[RequestEvent.parse(r) for r in d.get("requests") or [] if isinstance(r, Mapping)],
             quota_share={str(k): float(v) for k, v in share.items()} if isinstance(share, Mapping) else None,
             quota_note=field_of(d, "quotaShareNote"),
+            raw=dict(d),
         )
 
 

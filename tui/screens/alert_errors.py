@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -92,6 +93,15 @@ class AlertErrorsScreen(Screen):
         self.action_reload()
         if self.alert.firing:  # the window still grows
             self.set_interval(5.0, self.action_reload, name="alert-errors-reload")
+
+    def export_document(self) -> tuple[str, dict[str, Any]] | None:
+        """``e``: the alert and the errors of its window, as the API gave them."""
+        if self.report is None:
+            return None
+        since, until = alert_window(self.alert, self.now())
+        return f"alert-{self.alert.id}-errors", {"alert": self.alert.raw, "since": since.isoformat(),
+                                                 "until": until.isoformat(), "accountId": self.alert.account,
+                                                 "errors": self.report.raw}
 
     def action_reload(self) -> None:
         self.run_worker(self._load(), exclusive=True, group="alert-errors")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from rich.console import Group
 from rich.text import Text
@@ -124,6 +125,11 @@ class AlertsScreen(Screen):
         self.query_one("#alerts-scroll").border_title = "Alerts · live" if known else "Alerts · STALE (disconnected)"
         self.query_one("#alerts", Static).update(
             alerts_renderable(alerts, known, self.now(), self.selected if shown else None))
+
+    def export_document(self) -> tuple[str, dict[str, Any]] | None:
+        """``e``: the alerts listed, as the server sent them."""
+        alerts, known = self.source()
+        return None if not known and not alerts else ("alerts", {"alerts": [a.raw for a in ordered(alerts)]})
 
     def selected_alert(self) -> Alert | None:
         shown = ordered(self.source()[0])

@@ -8,6 +8,7 @@ headers as they came (they carry no secret: credentials never reach this view).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
@@ -150,6 +151,13 @@ class LimitsScreen(Screen):
         # the scroll's border and padding take 4 cells
         width = max(20, (self.size.width or 100) - 4)
         return account_renderable(self.account, self.account_id, self.history, self.now, self.error, width)
+
+    def export_document(self) -> tuple[str, dict[str, Any]] | None:
+        """``e``: the account's latest limits and the history drawn, as the API gave them."""
+        history = [{"window": s.window, "time": s.time.isoformat(), "utilization": s.utilization}
+                   for s in self.history or []]
+        return f"limits-{self.account_id}", {"account": self.account.raw if self.account else None,
+                                             "accountId": self.account_id, "history": history}
 
     def on_resize(self) -> None:
         self.query_one("#limits-detail", Static).update(self._content())

@@ -181,6 +181,10 @@ class RequestScreen(Screen):
             return
         body.update(detail_renderable(self.detail))
 
+    def export_document(self) -> tuple[str, dict[str, Any]] | None:
+        """``e``: this request's record, as the API gave it."""
+        return None if self.detail is None else (f"request-{self.request_id}", {"request": self.detail.raw})
+
     def action_scroll_down(self) -> None:
         self.query_one("#detail-scroll", VerticalScroll).scroll_down(animate=False)
 

@@ -198,6 +198,12 @@ class SessionsScreen(_Polling):
         line.append("  (Enter open · / filter · Esc back)", style="dim")
         head.update(line)
 
+    def export_document(self) -> tuple[str, dict[str, Any]] | None:
+        """``e``: the sessions listed, as the API gave them, with the filter that chose them."""
+        if not self.loads:
+            return None
+        return "sessions", {"filter": self.filter.text, "sessions": [s.raw for s in self.sessions]}
+
     def action_filter(self) -> None:
         box = self.query_one("#filter-input", Input)
         box.add_class("-shown")
@@ -249,6 +255,10 @@ class SessionDetailScreen(_Polling):
         requests.border_title = "Requests (Enter: drill down)"
         requests.focus()
         super().on_mount()
+
+    def export_document(self) -> tuple[str, dict[str, Any]] | None:
+        """``e``: this session (its agents and requests), as the API gave it."""
+        return None if self.detail is None else (f"session-{self.session_id}", {"session": self.detail.raw})
 
     async def load(self) -> None:
         try:
