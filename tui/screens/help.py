@@ -23,7 +23,7 @@ KEYS: list[tuple[str, str]] = [
     ("t", "cycle time range: 15m → 1h → 6h → 24h → 7d (until then: auto, 15m on a fresh start, "
           "then 1h once the data reaches back)"),
     ("p", "pause / resume (the stream keeps buffering, the view freezes)"),
-    ("e", "export: SVG of the screen + JSON of the same data into the current directory"),
+    ("e", "export: SVG of the screen + JSON of the same data into the current directory (a sub-screen: its own data)"),
     ("a", "alerts: firing and recent, live"),
     ("s", "sessions: live Claude Code sessions, Enter for agents and requests; / session: tag:k=v client:"),
     ("r", "refresh now (and reconnect at once)"),
