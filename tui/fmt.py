@@ -147,15 +147,14 @@ _KINDS = {
     "upstream_unreachable": "up_unreach", "upstream_timeout": "up_timeout",
     "upstream_disconnected": "up_closed", "upstream_error": "upstream", "client_aborted": "aborted",
 }
-MID_STREAM = "↯"  # a failure after the 200 was sent: the stream broke mid-way
 
 
 def error_kind(ev: Any) -> str:
-    """``overloaded_error`` → ``overloaded`` (≤ 11 cells for every known type); a failure after a
-    200 says so with one more cell: ``↯overloaded`` (the stream broke after the status was sent)."""
+    """``overloaded_error`` → ``overloaded`` (≤ 11 cells for every known type). A failure after a
+    200 is told by its status cell, ``200✖`` (``status_cell``), and in words in the drill-down: a
+    one-cell glyph for it here ("↯") is missing from too many terminal fonts."""
     raw = ev.error_type or DASH
-    kind = _KINDS.get(raw, raw.removesuffix("_error"))
-    return f"{MID_STREAM}{kind}" if ev.status < 400 and ev.error_type else kind
+    return _KINDS.get(raw, raw.removesuffix("_error"))
 
 
 _CALLS = {"messages": "msg", "count_tokens": "count"}

@@ -145,13 +145,13 @@ def test_error_status_meaning_in_every_colour_mode(monkeypatch) -> None:
     monkeypatch.delenv("NO_COLOR", raising=False)
     assert fmt.status_cell(err).plain == "✖529" and fmt.status_cell(mid).plain == "200✖"
     assert str(fmt.status_cell(err).style) == fmt.ERR_STYLE and fmt.ERROR_COLOR.startswith("#")
-    assert fmt.error_kind(mid) == "↯overloaded" and fmt.error_kind(err) == "overloaded"
+    assert fmt.error_kind(mid) == "overloaded" and str(fmt.status_cell(mid)) == "200✖" and fmt.error_kind(err) == "overloaded"
     monkeypatch.setenv("NO_COLOR", "1")
     assert str(fmt.status_cell(err).style) == "bold reverse" and str(fmt.status_cell(ok).style) == ""
 
 
 def test_every_known_error_type_fits_the_errors_table_uncut() -> None:
-    """The type column is 12 cells: every type the proxy or Anthropic records fits, mid-stream mark too."""
+    """The type column is 12 cells: every type the proxy or Anthropic records fits."""
     from types import SimpleNamespace
 
     known = ["invalid_request_error", "invalid_request", "authentication_error", "permission_error",
@@ -168,7 +168,7 @@ def test_every_known_error_type_fits_the_errors_table_uncut() -> None:
     for t in known:
         err = fmt.error_kind(SimpleNamespace(status=529, error_type=t))
         mid = fmt.error_kind(SimpleNamespace(status=200, error_type=t))
-        assert len(err) <= 11 and len(mid) <= 12 and mid == "↯" + err, (t, err, mid)
+        assert len(err) <= 11 and mid == err, (t, err, mid)
 
 
 
@@ -193,3 +193,17 @@ def test_alert_values_read_in_their_rules_units() -> None:
     for expected in ("peak 26.2% (threshold 5.0%)", "peak 98% (threshold 80%)", "peak 12.5s (threshold 10.0s)",
                      "peak $123.40 (threshold $100.00)", "fired text", "now: now text"):
         assert expected in text, (expected, text)
+
+
+def test_the_drill_down_says_when_a_stream_failed_after_its_200() -> None:
+    from tui.api.models import RequestDetail
+    from tui.panels.costs import to_plain
+    from tui.screens.request import detail_renderable
+
+    def text(status: int) -> str:
+        d = RequestDetail.parse({"request": {"id": "r1", "status": status, "errorType": "overloaded_error",
+                                             "model": "claude-sonnet-4-5", "createdAt": "2030-01-01T10:00:00Z"}})
+        return to_plain(detail_renderable(d), width=120)
+
+    assert "200  overloaded_error  (failed mid-stream, after the 200 was sent)" in text(200)
+    assert "mid-stream" not in text(529) and "529  overloaded_error" in text(529)

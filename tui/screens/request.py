@@ -55,7 +55,9 @@ def detail_renderable(d: RequestDetail) -> Group:
     status_style = fmt.ERR_STYLE if ev.is_error else f"bold {fmt.OK_COLOR}"
     parts.append(Text("Request", style="bold underline"))
     parts.append(_kv([
-        ("status", Text(f"{ev.status}" + (f"  {ev.error_type}" if ev.error_type else ""), style=status_style)),
+        ("status", Text(f"{ev.status}" + (f"  {ev.error_type}" if ev.error_type else "")
+                        + ("  (failed mid-stream, after the 200 was sent)" if ev.status < 400 and ev.error_type
+                           else ""), style=status_style)),
         ("time", ev.time.astimezone().isoformat(timespec="milliseconds") if ev.time else fmt.DASH),
         ("id", ev.id),
         ("request-id", d.request_id or fmt.DASH),
