@@ -207,3 +207,13 @@ def test_the_drill_down_says_when_a_stream_failed_after_its_200() -> None:
 
     assert "200  overloaded_error  (failed mid-stream, after the 200 was sent)" in text(200)
     assert "mid-stream" not in text(529) and "529  overloaded_error" in text(529)
+
+
+def test_sparkline_steps() -> None:
+    """0 is the lowest block, anything above zero at least the next, the top the full block; the
+    error series is drawn on the requests' scale (one error in 100 requests is a low bar)."""
+    from tui.panels.sparks import sparkline
+
+    assert sparkline([0, 1, 50, 100, None], 5) == "▁▂▅█ "
+    assert sparkline([0, 1, 0], 3, top=100) == "▁▂▁"
+    assert sparkline([1, 2, 3], 2) == "▆█"  # the last ``width`` values

@@ -22,16 +22,19 @@ from tui.panels.rate import bucket_name, split_buckets
 TICKS = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: list[float | None], width: int) -> str:
-    """The last ``width`` values as block heights, 0 … the largest; ``None`` (no data) a space."""
+def sparkline(values: list[float | None], width: int, top: float | None = None) -> str:
+    """The last ``width`` values as block heights, 0 … ``top`` (default: the largest shown);
+    ``None`` (no data) a space."""
     vals = values[-width:] if width > 0 else []
-    top = max((v for v in vals if v is not None), default=0.0) or 1.0
+    top = top or max((v for v in vals if v is not None), default=0.0) or 1.0
     out = []
     for v in vals:
         if v is None:
             out.append(" ")
         else:
-            out.append(TICKS[min(len(TICKS) - 1, int(v / top * (len(TICKS) - 1) + 0.5))] if v > 0 else "▁")
+            # anything above zero is at least the second step: one error must not read as none
+            step = max(1, min(len(TICKS) - 1, int(v / top * (len(TICKS) - 1) + 0.5)))
+            out.append(TICKS[step] if v > 0 else TICKS[0])
     return "".join(out)
 
 
@@ -59,6 +62,8 @@ def spark_text(ts: Timeseries | None, until: Any, width: int, unknown: str | Non
          fmt.ERR_STYLE if last.errors else "bold"),
         ("p95", [b.p95 for b in buckets], fmt.ms(_last_p95(buckets)), "bold"),
     ]
+    # Errors on the requests' scale (as the chart draws them on one axis): one error in a minute of
+    # a hundred requests is a low bar, not a full one.
     fixed = t.cell_len + sum(2 + len(label) + 2 + len(value) for label, _, value, _ in series)
     each = max(4, (width - fixed) // len(series))
     for label, values, value, style in series:
@@ -68,7 +73,10 @@ def spark_text(ts: Timeseries | None, until: Any, width: int, unknown: str | Non
             if each < 4:
                 break  # a series that does not fit is left out whole, never cut
         t.append(f"  {label} ", style="dim")
-        t.append(sparkline(values, each), style="red" if label == "err" else "cyan")
+        top = None
+        if label == "err":
+            top = max((v or 0.0 for v in series[0][1][-each:]), default=0.0) or None
+        t.append(sparkline(values, each, top), style="red" if label == "err" else "cyan")
         t.append(" ")
         t.append(value, style=style)
     return t
