@@ -20,6 +20,7 @@ from nexus.core.records import Record
 from nexus.pricing.dataset import store_path
 from nexus.store.write import PartitionCache, insert_records
 from tests.process.test_cli import assert_one_line_error, run
+from tests.support.capture import refused_url
 from tests.support.prices import newer_dataset, write
 
 
@@ -115,7 +116,7 @@ def test_update_from_a_url_and_from_files_valid_and_corrupt(tmp_path: Path, http
     assert_one_line_error(run("prices", "update", "--from", str(write(tmp_path / "neg.json", bad)), env=env), 1,
                           "non-negative")
     assert_one_line_error(run("prices", "update", "--from", f"{base}/missing.json", env=env), 1, "HTTP 404")
-    dead = f"http://127.0.0.1:{_free_port()}/data.json"
+    dead = refused_url().rsplit("/", 1)[0] + "/data.json"  # held, so no server started meanwhile answers
     assert_one_line_error(run("prices", "update", "--from", dead, env=env), 1, "keeping the prices in use")
     assert stored.read_bytes() == kept
     assert _rate(_show("claude-fable-5-1", env=env), "input") == "$9"

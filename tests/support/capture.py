@@ -109,9 +109,19 @@ def free_port() -> int:
     return port
 
 
+# Ports held bound (never listening) for the whole test run: a connect is refused, and no server
+# started later can take the port. A port merely found free and released (``free_port``) can be
+# handed to the next server the same test starts — the proxy or the dashboard — and the "dead"
+# URL then answers (HTTP 404): a flake seen in CI.
+_HELD: list[socket.socket] = []
+
+
 def refused_url() -> str:
-    """A loopback URL nobody listens on (connection refused)."""
-    return f"http://127.0.0.1:{free_port()}/dead"
+    """A loopback URL whose connections are refused, for as long as the tests run."""
+    s = socket.socket()  # no SO_REUSEADDR: nobody else can bind this port while it is held
+    s.bind(("127.0.0.1", 0))
+    _HELD.append(s)
+    return f"http://127.0.0.1:{s.getsockname()[1]}/dead"
 
 
 def message_from_bytes(raw: bytes):

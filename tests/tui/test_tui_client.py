@@ -217,3 +217,16 @@ def test_sparkline_steps() -> None:
     assert sparkline([0, 1, 50, 100, None], 5) == "▁▂▅█ "
     assert sparkline([0, 1, 0], 3, top=100) == "▁▂▁"
     assert sparkline([1, 2, 3], 2) == "▆█"  # the last ``width`` values
+
+
+def test_a_detail_without_bodies_says_why() -> None:
+    from tui.api.models import RequestDetail
+    from tui.panels.costs import to_plain
+    from tui.screens.request import detail_renderable
+
+    ok = RequestDetail.parse({"request": {"id": "r1", "status": 200, "model": "claude-sonnet-4-5"}})
+    assert "STORE_BODIES=errors (the default) keeps them for failed exchanges only" in to_plain(
+        detail_renderable(ok), width=200)
+    stored = RequestDetail.parse({"request": {"id": "r2", "status": 529, "errorType": "overloaded_error"},
+                                  "bodies": {"requestHeaders": {"anthropic-version": "2023-06-01"}}})
+    assert "No headers or bodies stored" not in to_plain(detail_renderable(stored), width=200)

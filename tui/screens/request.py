@@ -100,6 +100,11 @@ def detail_renderable(d: RequestDetail) -> Group:
     if d.response_body and d.response_body != d.error_body:
         parts.append(Text("\nResponse body", style="bold underline"))
         parts.append(Text(_pretty(d.response_body)))
+    if not (d.request_headers or d.response_headers or d.request_body or d.response_body):
+        # Not a fault: what is kept is the proxy's choice (STORE_BODIES: none | errors | all).
+        why = ("STORE_BODIES=errors (the default) keeps them for failed exchanges only; =all keeps every one"
+               if not ev.is_error else "STORE_BODIES=none keeps no bodies; =errors or =all keeps them for errors")
+        parts.append(Text(f"\nNo headers or bodies stored for this request: {why}.", style="dim"))
     return Group(*parts)
 
 
