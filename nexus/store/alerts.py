@@ -174,17 +174,22 @@ async def firing_alerts(conn: asyncpg.Connection) -> list[dict[str, Any]]:
 
 async def insert_firing(conn: asyncpg.Connection, *, rule: str, key: str, title: str, severity: str,
                         summary: str, value: float | None, threshold: float, labels: dict[str, Any],
-                        started_at: datetime, instance_id: str) -> dict[str, Any] | None:
-    """Store a newly firing alert; ``None`` if one is already firing for (rule, key)."""
+                        started_at: datetime, instance_id: str, peak: float | None = None,
+                        fired_summary: str | None = None) -> dict[str, Any] | None:
+    """Store a newly firing alert; ``None`` if one is already firing for (rule, key).
+
+    ``peak`` and ``fired_summary`` default to ``value`` and ``summary``: an alert stored as it fires.
+    One stored later (a local alert kept while the database was away) passes what it saw meanwhile."""
     row = await conn.fetchrow(
         f"""INSERT INTO alerts (rule, key, title, severity, status, summary, value, threshold, labels,
                                started_at, last_notified_at, notify_count, instance_id, updated_at,
                                peak_value, fired_summary)
-            VALUES ($1, $2, $3, $4, 'firing', $5, $6, $7, $8::text::jsonb, $9, $9, 1, $10, $9, $6, $5)
+            VALUES ($1, $2, $3, $4, 'firing', $5, $6, $7, $8::text::jsonb, $9, $9, 1, $10, $9,
+                    GREATEST($6::double precision, $11::double precision), COALESCE($12::text, $5::text))
             ON CONFLICT (rule, key) WHERE status = 'firing' DO NOTHING
             RETURNING {_ALERT_COLS}""",
         rule, key, title, severity, summary, value, threshold, json.dumps(labels, default=str), started_at,
-        instance_id,
+        instance_id, peak, fired_summary,
     )
     return _row(row) if row else None
 

@@ -197,7 +197,8 @@ class Watchdog:
                     row = await q.insert_firing(
                         conn, rule=a["rule"], key=a["key"], title=a["title"], severity=a["severity"],
                         summary=a["summary"], value=a["value"], threshold=a["threshold"], labels=a["labels"],
-                        started_at=a["_started"], instance_id=self.instance_id)
+                        started_at=a["_started"], instance_id=self.instance_id, peak=a.get("peakValue"),
+                        fired_summary=a.get("firedSummary"))
                     if row is None:  # a firing row for this (rule, key) from an earlier life: adopt it
                         found = [x for x in await q.firing_alerts(conn)
                                  if x["rule"] == a["rule"] and x["key"] == a["key"]]
@@ -205,6 +206,9 @@ class Watchdog:
                     if row is not None:
                         a["_db_id"] = row["id"]
                 if a["status"] == "resolved" and a["_db_id"] is not None:
+                    # the peak it reached after it was stored (observations are not transitions)
+                    if a.get("peakValue") is not None:
+                        await q.raise_peaks(conn, [(a["_db_id"], a["peakValue"])])
                     row = await q.mark_resolved(conn, a["_db_id"], a["_resolved"], a["summary"], a["value"])
                 if row is not None:
                     event = {**q.alert_json(row), "event": KIND_RESOLVED if a["status"] == "resolved" else KIND_FIRING}

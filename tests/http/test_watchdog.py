@@ -97,6 +97,7 @@ async def test_recording_stalled_fires_when_the_writer_is_stuck_and_resolves(db_
         assert [(m.json["event"], m.json["alert"]["rule"]) for m in got] == [("firing", "recording_stalled")]
         active = (await _alerts(info))["active"]
         assert [(a["rule"], a["key"], a["status"]) for a in active] == [("recording_stalled", iid, "firing")]
+        clock.offset = 125.0  # still stuck, worse: no new event, but the peak moves
         assert await wd.evaluate_once() == []  # fires once
         await tr.rollback()  # the writer gets its lock and finishes
         await _until(lambda: rec.waiting_since is None)
@@ -108,6 +109,9 @@ async def test_recording_stalled_fires_when_the_writer_is_stuck_and_resolves(db_
         assert doc["active"] == [] and [(a["rule"], a["status"]) for a in doc["recent"]] == [
             ("recording_stalled", "resolved")]
         assert isinstance(doc["recent"][0]["id"], int)  # stored in the alerts table
+        # what it was at its worst and what it fired with, stored too (not only the calm resolve)
+        assert doc["recent"][0]["peakValue"] == 125.0
+        assert doc["recent"][0]["firedSummary"].startswith(f"No record written for 121s on {iid} while ")
     finally:
         await locker.close()
         await service.stop()
