@@ -6,6 +6,7 @@ stream. Everything here runs on the UI's event loop and touches the network only
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,4 @@ class DashboardActions:
 
 def _safe_stem(stem: str) -> str:
     """A file-name part from ids the API sent (a session id may hold any printable character)."""
-    import re
-
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem)[:80]

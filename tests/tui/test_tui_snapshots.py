@@ -280,6 +280,14 @@ async def loaded(pilot: Any) -> None:
     await pilot.pause(0.2)
 
 
+async def wait_for(pilot: Any, cond: Any, timeout: float = 5.0, after: float = 0.1) -> None:
+    """Until ``cond()`` (or ``timeout``), then ``after`` seconds more for the screen to settle."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not cond():
+        await pilot.pause(0.05)
+    await pilot.pause(after)
+
+
 def test_main_screen_120x40(snap_compare: Any) -> None:
     assert snap_compare(make_app(), terminal_size=(120, 40), run_before=loaded)
 
@@ -306,12 +314,7 @@ async def open_limits(pilot: Any) -> None:
     panel.focus()
     await pilot.pause()
     await pilot.press("enter")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if isinstance(app.screen, LimitsScreen) and app.screen.history is not None:
-            break
-        await pilot.pause(0.05)
-    await pilot.pause(0.2)
+    await wait_for(pilot, lambda: isinstance(app.screen, LimitsScreen) and app.screen.history is not None, 10, 0.2)
 
 
 def test_help_screen(snap_compare: Any) -> None:
@@ -319,22 +322,7 @@ def test_help_screen(snap_compare: Any) -> None:
 
 
 def test_drill_down_into_an_error(snap_compare: Any) -> None:
-    async def open_error(pilot: Any) -> None:
-        await loaded(pilot)
-        await pilot.press("tab")  # log -> errors
-        app = pilot.app
-        errors = app.query_one("#errors")
-        errors.focus()
-        errors.move_cursor(row=0)
-        await pilot.press("enter")
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            if isinstance(app.screen, RequestScreen) and app.screen.detail is not None:
-                break
-            await pilot.pause(0.05)
-        await pilot.pause(0.1)
-
-    assert snap_compare(make_app(), terminal_size=(120, 40), run_before=open_error)
+    assert snap_compare(make_app(), terminal_size=(120, 40), run_before=open_error_detail)
 
 
 # ---------------------------------------------------------------- every screen, every size
@@ -409,12 +397,7 @@ async def open_sessions(pilot: Any) -> None:
     await loaded(pilot)
     await pilot.press("s")
     app = pilot.app
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if isinstance(app.screen, SessionsScreen) and app.screen.loads > 0:
-            break
-        await pilot.pause(0.05)
-    await pilot.pause(0.1)
+    await wait_for(pilot, lambda: isinstance(app.screen, SessionsScreen) and app.screen.loads > 0)
 
 
 async def open_session(pilot: Any) -> None:
@@ -423,12 +406,7 @@ async def open_session(pilot: Any) -> None:
     await open_sessions(pilot)
     await pilot.press("enter")
     app = pilot.app
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if isinstance(app.screen, SessionDetailScreen) and app.screen.detail is not None:
-            break
-        await pilot.pause(0.05)
-    await pilot.pause(0.1)
+    await wait_for(pilot, lambda: isinstance(app.screen, SessionDetailScreen) and app.screen.detail is not None)
 
 
 def test_sessions_screen_80x24(snap_compare: Any) -> None:
@@ -454,40 +432,30 @@ async def open_error_detail(pilot: Any) -> None:
     errors.focus()
     errors.move_cursor(row=0)
     await pilot.press("enter")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if isinstance(app.screen, RequestScreen) and app.screen.detail is not None:
-            break
-        await pilot.pause(0.05)
-    await pilot.pause(0.1)
+    await wait_for(pilot, lambda: isinstance(app.screen, RequestScreen) and app.screen.detail is not None)
+
+
+# Every screen but the dashboard, and how a person gets there.
+SCREEN_RUNS: dict[str, Any] = {
+    "alerts": _keys("a"), "alert-errors": _keys("a", "enter"), "help": _keys("question_mark"),
+    "filter": _keys("slash", *"sonnet"), "zoom-log": _keys("5"), "zoom-rate": _keys("1"),
+    "limits": open_limits, "sessions": open_sessions, "session": open_session, "drill-down": open_error_detail,
+}
 
 
 # The other two sizes the issue names for every screen (80x24 and 120x40 are above).
 @pytest.mark.parametrize("size", [(60, 20), (200, 50)], ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize("screen", ["alerts", "alert-errors", "help", "filter", "zoom-log", "zoom-rate", "limits",
-                                    "sessions", "session", "drill-down"])
+@pytest.mark.parametrize("screen", list(SCREEN_RUNS))
 def test_every_screen_small_and_large(snap_compare: Any, size: tuple[int, int], screen: str) -> None:
-    runs = {"alerts": _keys("a"), "alert-errors": _keys("a", "enter"), "help": _keys("question_mark"),
-            "filter": _keys("slash", *"sonnet"), "zoom-log": _keys("5"), "zoom-rate": _keys("1"),
-            "limits": open_limits, "sessions": open_sessions, "session": open_session,
-            "drill-down": open_error_detail}
-    assert snap_compare(make_app(), terminal_size=size, run_before=runs[screen])
-
-
-SCREEN_RUNS = ("alerts", "alert-errors", "help", "filter", "zoom-log", "zoom-rate", "limits", "sessions", "session",
-               "drill-down")
+    assert snap_compare(make_app(), terminal_size=size, run_before=SCREEN_RUNS[screen])
 
 
 @pytest.mark.parametrize("size", [(60, 20), (80, 24)], ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize("screen", SCREEN_RUNS)
+@pytest.mark.parametrize("screen", list(SCREEN_RUNS))
 async def test_no_screen_cuts_a_number_on_a_small_terminal(size: tuple[int, int], screen: str) -> None:
-    runs = {"alerts": _keys("a"), "alert-errors": _keys("a", "enter"), "help": _keys("question_mark"),
-            "filter": _keys("slash", *"sonnet"), "zoom-log": _keys("5"), "zoom-rate": _keys("1"),
-            "limits": open_limits, "sessions": open_sessions, "session": open_session,
-            "drill-down": open_error_detail}
     app = make_app()
     async with app.run_test(size=size) as pilot:
-        await runs[screen](pilot)
+        await SCREEN_RUNS[screen](pilot)
         text = screen_text(app)
         assert not CUT_NUMBER.search(text), text
         if screen == "limits":  # every window's figures whole (the sparkline and bar give way instead)

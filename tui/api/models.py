@@ -6,7 +6,7 @@ field is worse than one that shows a blank.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -208,11 +208,6 @@ class Alert:
     raw: dict[str, Any] = field(default_factory=dict)  # the server's object, for export
 
     @property
-    def unit_value(self) -> Callable[[float | None], str]:
-        """How this rule's values read: a share as %, latency as time, cost as dollars."""
-        return _ALERT_UNITS.get(self.rule_id, _plain_value)
-
-    @property
     def firing(self) -> bool:
         return self.state in ("firing", "active", "open") and self.resolved_at is None
 
@@ -260,39 +255,6 @@ def _label(d: Mapping[str, Any], name: str) -> str | None:
     labels = d.get("labels")
     v = labels.get(name) if isinstance(labels, Mapping) else None
     return str(v) if v else None
-
-
-def _plain_value(v: float | None) -> str:
-    if v is None:
-        return "–"
-    return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
-
-
-def _pct_value(v: float | None) -> str:
-    return "–" if v is None else f"{v:.0f}%"
-
-
-def _ratio_value(v: float | None) -> str:
-    return "–" if v is None else f"{v * 100:.1f}%"
-
-
-def _ms_value(v: float | None) -> str:
-    return "–" if v is None else (f"{v / 1000:.1f}s" if v >= 1000 else f"{v:.0f}ms")
-
-
-def _usd_value(v: float | None) -> str:
-    return "–" if v is None else f"${v:,.2f}"
-
-
-def _seconds_value(v: float | None) -> str:
-    return "–" if v is None else f"{v:,.0f}s"
-
-
-_ALERT_UNITS: dict[str, Callable[[float | None], str]] = {
-    "error_rate": _ratio_value, "token_window": _pct_value, "db_pool": _pct_value, "p95_latency": _ms_value,
-    "daily_cost": _usd_value, "clock_skew": _seconds_value, "recording_stalled": _seconds_value,
-    "journal_growing": _seconds_value,
-}
 
 
 def parse_alerts(d: Any) -> list[Alert]:

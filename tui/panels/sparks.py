@@ -9,6 +9,7 @@ point it would show a false drop at "now". Same snapshot as every other panel (`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rich.text import Text
@@ -22,9 +23,9 @@ from tui.panels.rate import bucket_name, split_buckets
 TICKS = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: list[float | None], width: int, top: float | None = None) -> str:
-    """The last ``width`` values as block heights, 0 … ``top`` (default: the largest shown);
-    ``None`` (no data) a space."""
+def sparkline(values: Sequence[float | None], width: int, top: float | None = None, *, lift: bool = True) -> str:
+    """The last ``width`` values as block heights, 0 … ``top`` (default: the largest shown; more is
+    full); ``None`` (no data) a space. ``lift``: anything above zero at least the second block."""
     vals = values[-width:] if width > 0 else []
     top = top or max((v for v in vals if v is not None), default=0.0) or 1.0
     out = []
@@ -33,8 +34,8 @@ def sparkline(values: list[float | None], width: int, top: float | None = None) 
             out.append(" ")
         else:
             # anything above zero is at least the second step: one error must not read as none
-            step = max(1, min(len(TICKS) - 1, int(v / top * (len(TICKS) - 1) + 0.5)))
-            out.append(TICKS[step] if v > 0 else TICKS[0])
+            step = min(len(TICKS) - 1, int(v / top * (len(TICKS) - 1) + 0.5))
+            out.append(TICKS[max(1, step) if lift else step] if v > 0 else TICKS[0])
     return "".join(out)
 
 

@@ -23,7 +23,7 @@ from tui import fmt
 from tui.api.client import DashboardClient
 from tui.api.models import Alert
 from tui.api.reports import ErrorsReport
-from tui.panels.errors import COLUMNS, PRIORITY, error_cells
+from tui.panels.errors import ErrorsPanel, error_cells
 from tui.widgets.vlist import VirtualTable
 
 LEAD_S = 300  # the window opens 5 minutes before the alert fired
@@ -61,9 +61,11 @@ def summary_text(alert: Alert, since: datetime, until: datetime, report: ErrorsR
 
 
 class AlertErrorsTable(VirtualTable):
-    COLUMNS = COLUMNS
-    PRIORITY = PRIORITY
-    FLEX = 4  # the domain takes the spare width
+    """The errors panel's columns, priorities and spare-width column, without its polling."""
+
+    COLUMNS = ErrorsPanel.COLUMNS
+    PRIORITY = ErrorsPanel.PRIORITY
+    FLEX = ErrorsPanel.FLEX
     MAX_ROWS = LIMIT
 
 

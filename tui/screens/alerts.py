@@ -24,6 +24,27 @@ from tui.api.models import Alert
 AlertSource = Callable[[], tuple[list[Alert], bool]]
 
 
+# How each rule's values read (the server sends bare numbers): a share as %, latency as time,
+# cost as dollars; a rule not listed here as a plain number.
+_UNITS: dict[str, Callable[[float], str]] = {
+    "error_rate": lambda v: f"{v * 100:.1f}%",
+    "token_window": lambda v: f"{v:.0f}%", "db_pool": lambda v: f"{v:.0f}%",
+    "p95_latency": lambda v: f"{v / 1000:.1f}s" if v >= 1000 else f"{v:.0f}ms",
+    "daily_cost": lambda v: f"${v:,.2f}",
+    "clock_skew": lambda v: f"{v:,.0f}s", "recording_stalled": lambda v: f"{v:,.0f}s",
+    "journal_growing": lambda v: f"{v:,.0f}s",
+}
+
+
+def alert_value(rule_id: str, v: float | None) -> str:
+    if v is None:
+        return fmt.DASH
+    plain = _UNITS.get(rule_id)
+    if plain is not None:
+        return plain(v)
+    return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
 def ordered(alerts: list[Alert]) -> list[Alert]:
     """Firing first, then newest first: the order on screen (and of the cursor)."""
     return sorted(alerts, key=lambda a: (not a.firing, -(a.fired_at.timestamp() if a.fired_at else 0)))
@@ -48,8 +69,8 @@ def alerts_renderable(alerts: list[Alert], known: bool = True, now: datetime | N
         lasted = None if a.fired_at is None else ((a.resolved_at or now) - a.fired_at).total_seconds()
         facts = [("fired", fmt.clock(a.fired_at)), ("resolved", fmt.clock(a.resolved_at)),
                  ("lasted", fmt.duration(lasted) + (" so far" if a.firing else "")),
-                 ("peak", a.unit_value(a.peak) + (f" (threshold {a.unit_value(a.threshold)})"
-                                                  if a.threshold is not None else ""))]
+                 ("peak", alert_value(a.rule_id, a.peak) + (f" (threshold {alert_value(a.rule_id, a.threshold)})"
+                                                            if a.threshold is not None else ""))]
         for label, value in facts:
             head.append(f"  {label} ", style="dim")
             head.append(value)

@@ -22,17 +22,8 @@ from tui import fmt
 from tui.api.client import DashboardClient
 from tui.api.errors import ApiError
 from tui.api.reports import LimitAccount, LimitSample
+from tui.panels.sparks import sparkline
 from tui.panels.windows import STATUS_LABEL, bar, countdown, pct_text, status_style
-
-SPARK = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: list[float], width: int) -> str:
-    """The last ``width`` samples, scaled to 0..1 (1 and above = full)."""
-    if not values:
-        return ""
-    vals = values[-width:]
-    return "".join(SPARK[min(len(SPARK) - 1, max(0, int(min(v, 1.0) * (len(SPARK) - 1) + 0.5)))] for v in vals)
 
 
 def window_layout(names: list[str], resets: list[str], width: int) -> tuple[int, int, bool]:
@@ -43,12 +34,12 @@ def window_layout(names: list[str], resets: list[str], width: int) -> tuple[int,
     countdown_w = max((len(r.split(" ")[0]) for r in resets), default=5)
     clock_w = max((len(r) for r in resets), default=5)
 
-    def need(bar_w: int, spark_w: int, clock: bool) -> int:
-        cols = [max(name_w, 6), 4, bar_w, clock_w if clock else max(countdown_w, 6), 6, spark_w]
+    def need(bar_w: int, clock: bool) -> int:  # without the sparkline, which takes what is left
+        cols = [max(name_w, 6), 4, bar_w, clock_w if clock else max(countdown_w, 6), 6]
         return sum(c + 2 for c in cols if c)
 
     for bar_w, clock in ((8, True), (4, True), (4, False), (0, False)):
-        spare = width - need(bar_w, 0, clock)
+        spare = width - need(bar_w, clock)
         if spare >= 0:
             spark = min(24, spare - 2)
             return bar_w, spark if spark >= 8 else 0, clock
@@ -94,7 +85,9 @@ def account_renderable(a: LimitAccount | None, account_id: str, history: list[Li
             row += [reset if clock else reset.split(" ")[0],
                     Text(STATUS_LABEL.get(w.status or "", w.status or fmt.DASH), style=style)]
             if spark_w:
-                row.append(Text(sparkline(by_window.get(w.name, []), spark_w), style=style))
+                # utilization on its own scale, 0 … 1 (1 and above = full)
+                row.append(Text(sparkline(by_window.get(w.name, []), spark_w, top=1.0, lift=False),
+                                style=style))
             t.add_row(*row)
         parts.append(t)
     if a.buckets:
